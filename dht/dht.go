@@ -1,0 +1,229 @@
+// Package dht is p2pshare's content routing: a go-libp2p-kad-dht in server
+// mode under the protocol prefix /p2pshare, so p2pshare nodes form a DHT of
+// their own. It bootstraps only from the peers it is given (never the public
+// IPFS bootstrappers), provides and reprovides CIDs, and finds providers.
+//
+// It knows nothing of files, chunks or transfers: only CIDs and peers.
+//
+// Reproviding is a small loop of our own rather than kad-dht's sweeping
+// provider: a node here provides roots only (a handful to thousands of
+// CIDs, not every block), so re-announcing each one every
+// ReprovideInterval is cheap, and the loop works the same on a two-node
+// network on loopback as on a large one, where the sweeping provider's
+// keyspace regions assume a populated network.
+package dht
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	kad "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// ProtocolPrefix is the DHT protocol prefix: /p2pshare/kad/1.0.0.
+const ProtocolPrefix = "/p2pshare"
+
+// DefaultReprovideInterval is how often provided CIDs are announced again:
+// well within kad-dht's 48 h provider record validity, as Kubo's 22 h.
+const DefaultReprovideInterval = 22 * time.Hour
+
+// ErrNoBootstrap is returned by Bootstrap when none of the bootstrap peers
+// could be reached.
+var ErrNoBootstrap = errors.New("no bootstrap peer reachable")
+
+// Config configures New.
+type Config struct {
+	// Bootstrap lists the peers to join through. Empty is fine for the
+	// first node of a network.
+	Bootstrap []peer.AddrInfo
+	// Datastore keeps provider records and routing state; nil means an
+	// in-memory store.
+	Datastore datastore.Batching
+	// ReprovideInterval is how often provided CIDs are announced again; 0
+	// means DefaultReprovideInterval.
+	ReprovideInterval time.Duration
+	// DisableAutoRefresh turns off the routing table's periodic refresh
+	// (tests).
+	DisableAutoRefresh bool
+}
+
+// DHT is a running DHT node. Its methods are safe for concurrent use.
+type DHT struct {
+	h    host.Host
+	kad  *kad.IpfsDHT
+	boot []peer.AddrInfo
+
+	mu       sync.Mutex
+	provided map[cid.Cid]bool
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New starts a DHT node on h in server mode.
+func New(h host.Host, cfg Config) (*DHT, error) {
+	opts := []kad.Option{
+		kad.Mode(kad.ModeServer),
+		kad.ProtocolPrefix(ProtocolPrefix),
+		kad.BootstrapPeers(cfg.Bootstrap...),
+		// Every address is fine: p2pshare runs on LANs, loopback and
+		// private test networks as well as the internet.
+		kad.AddressFilter(nil),
+		kad.QueryFilter(func(any, peer.AddrInfo) bool { return true }),
+		kad.RoutingTableFilter(func(any, peer.ID) bool { return true }),
+	}
+	if cfg.Datastore != nil {
+		opts = append(opts, kad.Datastore(cfg.Datastore))
+	}
+	if cfg.DisableAutoRefresh {
+		opts = append(opts, kad.DisableAutoRefresh())
+	}
+	k, err := kad.New(h, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("starting kad-dht: %w", err)
+	}
+	interval := cfg.ReprovideInterval
+	if interval <= 0 {
+		interval = DefaultReprovideInterval
+	}
+	life, cancel := context.WithCancel(context.Background())
+	d := &DHT{h: h, kad: k, boot: cfg.Bootstrap, provided: map[cid.Cid]bool{}, cancel: cancel}
+	d.wg.Add(1)
+	go d.reprovideLoop(life, interval)
+	return d, nil
+}
+
+// Bootstrap connects to the bootstrap peers and fills the routing table.
+// It fails with ErrNoBootstrap if peers were given and none answered.
+func (d *DHT) Bootstrap(ctx context.Context) error {
+	if len(d.boot) == 0 {
+		return d.kad.Bootstrap(ctx)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(d.boot))
+	for i, ai := range d.boot {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = d.h.Connect(ctx, ai)
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		}
+	}
+	if ok == 0 {
+		return fmt.Errorf("%w: %w", ErrNoBootstrap, errors.Join(errs...))
+	}
+	// A connected peer joins the routing table once identify tells us it
+	// speaks our DHT protocol.
+	for d.kad.RoutingTable().Size() == 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the routing table: %w (do the bootstrap peers run p2pshare?)", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := d.kad.Bootstrap(ctx); err != nil {
+		return err
+	}
+	// One lookup of our own ID fills the table with the peers near us.
+	_, _ = d.kad.GetClosestPeers(ctx, string(d.h.ID()))
+	return nil
+}
+
+// Provide announces c now and keeps reproviding it until Unprovide.
+func (d *DHT) Provide(ctx context.Context, c cid.Cid) error {
+	d.mu.Lock()
+	d.provided[c] = true
+	d.mu.Unlock()
+	if d.kad.RoutingTable().Size() == 0 {
+		// Nobody to tell yet: record ourselves locally; the reprovide loop
+		// and later lookups will find peers.
+		return d.kad.Provide(ctx, c, false)
+	}
+	if err := d.kad.Provide(ctx, c, true); err != nil {
+		return fmt.Errorf("providing %s: %w", c, err)
+	}
+	return nil
+}
+
+// Unprovide stops reproviding c. Records already stored by other peers
+// expire on their own.
+func (d *DHT) Unprovide(c cid.Cid) {
+	d.mu.Lock()
+	delete(d.provided, c)
+	d.mu.Unlock()
+}
+
+// FindProviders reports the peers that provide c, other than this node.
+// The channel closes when the search ends or ctx is done.
+func (d *DHT) FindProviders(ctx context.Context, c cid.Cid) <-chan peer.AddrInfo {
+	out := make(chan peer.AddrInfo)
+	in := d.kad.FindProvidersAsync(ctx, c, 0)
+	go func() {
+		defer close(out)
+		for ai := range in {
+			if ai.ID == d.h.ID() {
+				continue
+			}
+			if len(ai.Addrs) == 0 && d.h.Network().Connectedness(ai.ID) != network.Connected {
+				ai.Addrs = d.h.Peerstore().Addrs(ai.ID)
+			}
+			select {
+			case out <- ai:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// RoutingTableSize returns the number of peers in the routing table.
+func (d *DHT) RoutingTableSize() int { return d.kad.RoutingTable().Size() }
+
+// Close stops reproviding and shuts the DHT down.
+func (d *DHT) Close() error {
+	d.cancel()
+	d.wg.Wait()
+	return d.kad.Close()
+}
+
+func (d *DHT) reprovideLoop(ctx context.Context, interval time.Duration) {
+	defer d.wg.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.mu.Lock()
+		cids := make([]cid.Cid, 0, len(d.provided))
+		for c := range d.provided {
+			cids = append(cids, c)
+		}
+		d.mu.Unlock()
+		for _, c := range cids {
+			pctx, cancel := context.WithTimeout(ctx, time.Minute)
+			_ = d.kad.Provide(pctx, c, true) // retried on the next tick
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+		}
+	}
+}
