@@ -1,0 +1,432 @@
+package transfer
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"golang.org/x/time/rate"
+)
+
+// ID is the transfer protocol's ID. The version is part of it: an
+// incompatible change gets a new ID.
+const ID protocol.ID = "/p2pshare/transfer/1.0.0"
+
+// ServiceName is the resource manager's service name for the protocol.
+const ServiceName = "p2pshare.transfer"
+
+// ErrNotFound is what a BlockStore or Manifests returns for what it does
+// not hold (implementations may wrap it or their own sentinel).
+var ErrNotFound = errors.New("not found")
+
+// ErrNoPeers is returned when a session ends without any peer to fetch
+// from.
+var ErrNoPeers = errors.New("no peers hold the content")
+
+// BlockStore keeps verified blocks. Put is never called with unverified
+// data. Implementations must be safe for concurrent use.
+type BlockStore interface {
+	Has(ctx context.Context, c cid.Cid) (bool, error)
+	Get(ctx context.Context, c cid.Cid) ([]byte, error)
+	Put(ctx context.Context, c cid.Cid, data []byte) error
+}
+
+// Providers reports peers that may hold c. The channel closes when the
+// search ends or ctx is done.
+type Providers interface {
+	FindProviders(ctx context.Context, c cid.Cid) <-chan peer.AddrInfo
+}
+
+// Manifests gives the leaf CIDs of a root in DAG order (duplicates
+// possible) if this node holds the root's structure; have-map indexes are
+// positions in that list with duplicates removed (first appearance).
+type Manifests interface {
+	Leaves(ctx context.Context, root cid.Cid) ([]cid.Cid, error)
+}
+
+// Limits on what a remote may ask of us.
+const (
+	// maxQueuedPerRemote is the most WANTs a remote may have outstanding on
+	// one stream; more is a protocol violation.
+	maxQueuedPerRemote = 256
+	// streamIdleTimeout closes a stream nothing has crossed for this long.
+	streamIdleTimeout = 5 * time.Minute
+	// writeTimeout bounds a single write to a remote.
+	writeTimeout = 60 * time.Second
+)
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithMaxUpload caps the block bytes sent to all remotes together, in bytes
+// per second (0: no cap).
+func WithMaxUpload(bytesPerSec int64) Option {
+	return func(s *Service) { s.up = newLimiter(bytesPerSec) }
+}
+
+// WithMaxDownload caps the block bytes received by all sessions together,
+// in bytes per second (0: no cap).
+func WithMaxDownload(bytesPerSec int64) Option {
+	return func(s *Service) { s.down = newLimiter(bytesPerSec) }
+}
+
+func newLimiter(bps int64) *rate.Limiter {
+	if bps <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(bps), MaxMessageLen)
+}
+
+// Service serves blocks to remotes and runs download sessions. It is safe
+// for concurrent use.
+type Service struct {
+	h  host.Host
+	bs BlockStore
+	m  Manifests
+
+	up, down *rate.Limiter
+
+	mu       sync.Mutex
+	subs     map[cid.Cid]map[*serverStream]struct{} // remotes interested in a root
+	sessions map[cid.Cid]map[*Session]struct{}
+	manifest map[cid.Cid]*leafIndex // roots with active sessions or subscribers
+
+	wg     sync.WaitGroup
+	closed chan struct{}
+}
+
+// New starts the service on h: it registers the protocol handler.
+func New(h host.Host, bs BlockStore, m Manifests, opts ...Option) *Service {
+	s := &Service{
+		h: h, bs: bs, m: m,
+		subs:     map[cid.Cid]map[*serverStream]struct{}{},
+		sessions: map[cid.Cid]map[*Session]struct{}{},
+		manifest: map[cid.Cid]*leafIndex{},
+		closed:   make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	h.SetStreamHandler(ID, s.handle)
+	return s
+}
+
+// Close removes the handler and waits for the streams it serves to end.
+func (s *Service) Close() error {
+	s.h.RemoveStreamHandler(ID)
+	close(s.closed)
+	s.mu.Lock()
+	for _, subs := range s.subs {
+		for ss := range subs {
+			ss.s.Reset()
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// leafIndex is a root's de-duplicated leaf list.
+type leafIndex struct {
+	leaves []cid.Cid
+	pos    map[cid.Cid]int
+}
+
+func newLeafIndex(all []cid.Cid) *leafIndex {
+	li := &leafIndex{pos: make(map[cid.Cid]int, len(all))}
+	for _, c := range all {
+		if _, ok := li.pos[c]; !ok {
+			li.pos[c] = len(li.leaves)
+			li.leaves = append(li.leaves, c)
+		}
+	}
+	return li
+}
+
+// index returns the root's leaf index, from the cache or Manifests.
+func (s *Service) index(ctx context.Context, root cid.Cid) (*leafIndex, error) {
+	s.mu.Lock()
+	li := s.manifest[root]
+	s.mu.Unlock()
+	if li != nil {
+		return li, nil
+	}
+	all, err := s.m.Leaves(ctx, root)
+	if err != nil {
+		return nil, err
+	}
+	li = newLeafIndex(all)
+	s.mu.Lock()
+	if cur := s.manifest[root]; cur != nil {
+		li = cur
+	} else {
+		s.manifest[root] = li
+	}
+	s.mu.Unlock()
+	return li, nil
+}
+
+// dropIndex forgets a root's cached index once nobody uses it.
+func (s *Service) dropIndexLocked(root cid.Cid) {
+	if len(s.subs[root]) == 0 && len(s.sessions[root]) == 0 {
+		delete(s.manifest, root)
+		delete(s.subs, root)
+		delete(s.sessions, root)
+	}
+}
+
+// announce tells the remotes interested in root that leaf c is now held.
+func (s *Service) announce(root, c cid.Cid) {
+	s.mu.Lock()
+	li := s.manifest[root]
+	var subs []*serverStream
+	for ss := range s.subs[root] {
+		subs = append(subs, ss)
+	}
+	s.mu.Unlock()
+	if li == nil {
+		return
+	}
+	i, ok := li.pos[c]
+	if !ok {
+		return
+	}
+	for _, ss := range subs {
+		ss.sendHave(uint64(i))
+	}
+}
+
+// serverStream is one remote's stream to us, for one root.
+type serverStream struct {
+	svc    *Service
+	s      network.Stream
+	remote peer.ID
+
+	mu     sync.Mutex
+	queue  []*Msg          // WANTs to serve, in order
+	queued map[uint64]*Msg // by request ID
+	haves  []uint64        // HAVE indexes to send
+	wake   chan struct{}   // writer wake-up
+}
+
+func (ss *serverStream) signal() {
+	select {
+	case ss.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (ss *serverStream) sendHave(i uint64) {
+	ss.mu.Lock()
+	ss.haves = append(ss.haves, i)
+	ss.mu.Unlock()
+	ss.signal()
+}
+
+// handle serves one inbound stream: a HELLO naming a root, then WANTs and
+// CANCELs from the remote; HAVE_MAP, HAVEs, BLOCKs and DONT_HAVEs back.
+//
+//	reader: HELLO → HAVE_MAP; WANT → queue; CANCEL → unqueue
+//	writer: HAVEs first, then the queue in order, rate-limited
+func (s *Service) handle(st network.Stream) {
+	s.wg.Add(1)
+	defer s.wg.Done()
+	if err := st.Scope().SetService(ServiceName); err != nil {
+		st.Reset()
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { st.Reset() })
+	defer stop()
+	go func() {
+		select {
+		case <-s.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	br := bufio.NewReader(st)
+	st.SetReadDeadline(time.Now().Add(30 * time.Second))
+	hello, err := ReadMsg(br, br)
+	if err != nil || hello.Type != MsgHello {
+		violation(st)
+		return
+	}
+	ss := &serverStream{svc: s, s: st, remote: st.Conn().RemotePeer(), queued: map[uint64]*Msg{}, wake: make(chan struct{}, 1)}
+	// The have-map: empty if we do not know the root's structure (yet).
+	hm := &Msg{Type: MsgHaveMap}
+	if li, err := s.index(ctx, hello.Root); err == nil {
+		hm.Count = uint64(len(li.leaves))
+		hm.Bits = make([]byte, (len(li.leaves)+7)/8)
+		for i, c := range li.leaves {
+			if ok, _ := s.bs.Has(ctx, c); ok {
+				hm.Bits[i/8] |= 1 << (i % 8)
+			}
+		}
+	}
+	s.mu.Lock()
+	if s.subs[hello.Root] == nil {
+		s.subs[hello.Root] = map[*serverStream]struct{}{}
+	}
+	s.subs[hello.Root][ss] = struct{}{}
+	var sessions []*Session
+	for sess := range s.sessions[hello.Root] {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.subs[hello.Root], ss)
+		s.dropIndexLocked(hello.Root)
+		s.mu.Unlock()
+	}()
+	// A remote fetching the same root may hold leaves we lack.
+	for _, sess := range sessions {
+		sess.addCandidate(peer.AddrInfo{ID: ss.remote})
+	}
+
+	bw := bufio.NewWriterSize(st, 64<<10)
+	st.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := writeMsg(bw, hm, nil); err != nil || bw.Flush() != nil {
+		st.Reset()
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ss.writeLoop(ctx, bw)
+		cancel()
+	}()
+	ss.readLoop(ctx, br)
+	cancel()
+	<-done
+}
+
+func violation(st network.Stream) {
+	st.ResetWithError(network.StreamProtocolViolation)
+}
+
+func (ss *serverStream) readLoop(ctx context.Context, br *bufio.Reader) {
+	for {
+		ss.s.SetReadDeadline(time.Now().Add(streamIdleTimeout))
+		m, err := ReadMsg(br, br)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && errors.Is(err, ErrProtocol) {
+				violation(ss.s)
+			}
+			return
+		}
+		switch m.Type {
+		case MsgWant:
+			ss.mu.Lock()
+			if len(ss.queued) >= maxQueuedPerRemote {
+				ss.mu.Unlock()
+				violation(ss.s)
+				return
+			}
+			if _, dup := ss.queued[m.ID]; !dup {
+				ss.queued[m.ID] = m
+				ss.queue = append(ss.queue, m)
+			}
+			ss.mu.Unlock()
+			ss.signal()
+		case MsgCancel:
+			ss.mu.Lock()
+			delete(ss.queued, m.ID) // the writer skips what is no longer queued
+			ss.mu.Unlock()
+		case MsgHello, MsgHaveMap, MsgHave, MsgBlock, MsgDontHave:
+			violation(ss.s) // not for a server to receive
+			return
+		default:
+			// unknown type: skipped
+		}
+	}
+}
+
+// writeLoop sends HAVEs and serves queued WANTs one block at a time.
+// Blocks of all remotes share the upload limiter, whose reservations are
+// granted in order, so remotes are served in turn.
+func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
+	var scratch []byte
+	for {
+		ss.mu.Lock()
+		haves := ss.haves
+		ss.haves = nil
+		var next *Msg
+		for len(ss.queue) > 0 && next == nil {
+			m := ss.queue[0]
+			ss.queue = ss.queue[1:]
+			if ss.queued[m.ID] == m {
+				next = m
+			}
+		}
+		ss.mu.Unlock()
+		ss.s.SetWriteDeadline(time.Now().Add(writeTimeout))
+		var err error
+		for _, i := range haves {
+			if scratch, err = writeMsg(bw, &Msg{Type: MsgHave, Index: i}, scratch); err != nil {
+				return
+			}
+		}
+		if next == nil {
+			if bw.Flush() != nil {
+				return
+			}
+			select {
+			case <-ss.wake:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		reply := &Msg{Type: MsgDontHave, ID: next.ID}
+		if data, err := ss.svc.bs.Get(ctx, next.CID); err == nil && len(data) <= MaxBlockSize {
+			if ss.svc.up != nil {
+				if err := ss.svc.up.WaitN(ctx, len(data)); err != nil {
+					return
+				}
+			}
+			reply = &Msg{Type: MsgBlock, ID: next.ID, Data: data}
+		}
+		ss.mu.Lock()
+		delete(ss.queued, next.ID)
+		ss.mu.Unlock()
+		if scratch, err = writeBlock(bw, reply, scratch); err != nil {
+			return
+		}
+		ss.mu.Lock()
+		more := len(ss.queue) > 0
+		ss.mu.Unlock()
+		if !more && bw.Flush() != nil {
+			return
+		}
+	}
+}
+
+// writeBlock writes a message, sending a block's bytes straight from
+// m.Data rather than through the scratch buffer.
+func writeBlock(bw *bufio.Writer, m *Msg, scratch []byte) ([]byte, error) {
+	if m.Type != MsgBlock {
+		return writeMsg(bw, m, scratch)
+	}
+	id := binary.AppendUvarint(nil, m.ID)
+	scratch = binary.AppendUvarint(scratch[:0], uint64(1+len(id)+len(m.Data)))
+	scratch = append(scratch, byte(MsgBlock))
+	scratch = append(scratch, id...)
+	if _, err := bw.Write(scratch); err != nil {
+		return scratch, err
+	}
+	_, err := bw.Write(m.Data)
+	return scratch, err
+}

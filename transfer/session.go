@@ -1,0 +1,661 @@
+package transfer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Session tuning.
+const (
+	// minWindow and maxWindow bound each peer's requests in flight.
+	minWindow, maxWindow = 2, 32
+	// requestFloor is the shortest time a request may wait before its
+	// leaf is also asked of another peer.
+	requestFloor = 2 * time.Second
+	// blockAttempt bounds one peer's answer to Block.
+	blockAttempt = 10 * time.Second
+	// wantPeers is how many peers a session looks for; below it, it asks
+	// Providers again every rediscoverFew, else every rediscoverMany.
+	wantPeers      = 16
+	rediscoverFew  = 2 * time.Second
+	rediscoverMany = 15 * time.Second
+	dialTimeout    = 10 * time.Second
+)
+
+// PeerStats counts what a session received from one peer.
+type PeerStats struct {
+	Bytes  uint64 // verified block bytes
+	Blocks uint64
+	Bad    bool // sent a block that failed verification, and was dropped
+}
+
+// Session fetches the blocks of one root from every peer that has them.
+// Its methods are safe for concurrent use.
+type Session struct {
+	svc  *Service
+	root cid.Cid
+	prov Providers
+
+	life   context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once // starts discovery
+
+	mu      sync.Mutex
+	remotes map[peer.ID]*remote
+	dialing map[peer.ID]bool
+	banned  map[peer.ID]bool
+	stats   map[peer.ID]*PeerStats
+	nextID  uint64
+	li      *leafIndex // set by Download
+	pk      *picker
+	changed chan struct{}
+}
+
+// request is one WANT in flight.
+type request struct {
+	id       uint64
+	c        cid.Cid
+	idx      int // leaf index, or -1 for Block
+	r        *remote
+	sent     time.Time
+	timedOut bool
+	reply    chan []byte // Block: the verified data, or nil for DONT_HAVE
+}
+
+// remote is our stream to one peer for this root.
+type remote struct {
+	id       peer.ID
+	s        network.Stream
+	out      chan *Msg
+	have     []byte // bitfield over the root's leaves; nil if unknown
+	count    uint64 // leaves the have-map describes
+	win      window
+	inflight map[uint64]*request
+	asked    map[int]uint64 // leaf index -> request ID
+	gone     bool
+}
+
+func (r *remote) has(i int) bool { return r.have != nil && r.have[i/8]&(1<<(i%8)) != 0 }
+
+// NewSession starts a session for root; it finds peers through prov and
+// through remotes that ask us for the same root. Close it when done.
+func (s *Service) NewSession(root cid.Cid, prov Providers) *Session {
+	life, cancel := context.WithCancel(context.Background())
+	ss := &Session{
+		svc: s, root: root, prov: prov, life: life, cancel: cancel,
+		remotes: map[peer.ID]*remote{}, dialing: map[peer.ID]bool{}, banned: map[peer.ID]bool{},
+		stats: map[peer.ID]*PeerStats{}, changed: make(chan struct{}, 1),
+	}
+	s.mu.Lock()
+	if s.sessions[root] == nil {
+		s.sessions[root] = map[*Session]struct{}{}
+	}
+	s.sessions[root][ss] = struct{}{}
+	s.mu.Unlock()
+	return ss
+}
+
+// Close ends the session: its streams are closed and its goroutines waited
+// for. Blocks already stored stay.
+func (ss *Session) Close() error {
+	ss.cancel()
+	ss.mu.Lock()
+	for _, r := range ss.remotes {
+		r.s.Reset()
+	}
+	ss.mu.Unlock()
+	ss.wg.Wait()
+	ss.svc.mu.Lock()
+	delete(ss.svc.sessions[ss.root], ss)
+	ss.svc.dropIndexLocked(ss.root)
+	ss.svc.mu.Unlock()
+	return nil
+}
+
+// Stats returns what each peer has delivered so far.
+func (ss *Session) Stats() map[peer.ID]PeerStats {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	out := make(map[peer.ID]PeerStats, len(ss.stats))
+	for p, s := range ss.stats {
+		out[p] = *s
+	}
+	return out
+}
+
+// Peers returns the number of peers the session has a stream to.
+func (ss *Session) Peers() int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return len(ss.remotes)
+}
+
+func (ss *Session) signal() {
+	select {
+	case ss.changed <- struct{}{}:
+	default:
+	}
+}
+
+// start begins peer discovery, once.
+func (ss *Session) start() {
+	ss.once.Do(func() {
+		ss.wg.Add(1)
+		go ss.discover()
+	})
+}
+
+// discover asks Providers for peers, again and again while the session
+// lives: often while it has few, rarely once it has many.
+func (ss *Session) discover() {
+	defer ss.wg.Done()
+	for {
+		ctx, cancel := context.WithTimeout(ss.life, 30*time.Second)
+		for ai := range ss.prov.FindProviders(ctx, ss.root) {
+			ss.addCandidate(ai)
+		}
+		cancel()
+		wait := rediscoverMany
+		if ss.Peers() < wantPeers {
+			wait = rediscoverFew
+		}
+		select {
+		case <-ss.life.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// addCandidate dials a peer that may hold the root, unless it is known.
+func (ss *Session) addCandidate(ai peer.AddrInfo) {
+	if ai.ID == ss.svc.h.ID() {
+		return
+	}
+	ss.mu.Lock()
+	if ss.life.Err() != nil || ss.banned[ai.ID] || ss.dialing[ai.ID] || ss.remotes[ai.ID] != nil {
+		ss.mu.Unlock()
+		return
+	}
+	ss.dialing[ai.ID] = true
+	ss.mu.Unlock()
+	ss.wg.Add(1)
+	go func() {
+		defer ss.wg.Done()
+		err := ss.open(ai)
+		ss.mu.Lock()
+		delete(ss.dialing, ai.ID)
+		ss.mu.Unlock()
+		if err == nil {
+			ss.signal()
+		}
+	}()
+}
+
+// open connects to a peer, says HELLO and reads its have-map.
+func (ss *Session) open(ai peer.AddrInfo) error {
+	ctx, cancel := context.WithTimeout(ss.life, dialTimeout)
+	defer cancel()
+	h := ss.svc.h
+	if h.Network().Connectedness(ai.ID) != network.Connected {
+		if err := h.Connect(ctx, ai); err != nil {
+			return err
+		}
+	}
+	st, err := h.NewStream(ctx, ai.ID, ID)
+	if err != nil {
+		return err
+	}
+	st.SetDeadline(time.Now().Add(dialTimeout))
+	bw := bufio.NewWriterSize(st, 16<<10)
+	if _, err := writeMsg(bw, &Msg{Type: MsgHello, Root: ss.root}, nil); err != nil || bw.Flush() != nil {
+		st.Reset()
+		return fmt.Errorf("greeting %s: %w", ai.ID, err)
+	}
+	br := bufio.NewReaderSize(st, 64<<10)
+	hm, err := ReadMsg(br, br)
+	if err != nil || hm.Type != MsgHaveMap {
+		violation(st)
+		return fmt.Errorf("reading %s's have-map: %w", ai.ID, err)
+	}
+	st.SetDeadline(time.Time{})
+	r := &remote{id: ai.ID, s: st, out: make(chan *Msg, 2*maxWindow+8), win: newWindow(minWindow, maxWindow),
+		inflight: map[uint64]*request{}, asked: map[int]uint64{}}
+	if hm.Count > 0 {
+		r.have, r.count = hm.Bits, hm.Count
+	}
+	ss.mu.Lock()
+	if ss.life.Err() != nil || ss.remotes[ai.ID] != nil {
+		ss.mu.Unlock()
+		st.Reset()
+		return errors.New("session closed or peer already connected")
+	}
+	ss.remotes[ai.ID] = r
+	ss.applyHaveMapLocked(r)
+	ss.mu.Unlock()
+	ss.wg.Add(2)
+	go ss.writeLoop(r, bw)
+	go ss.readLoop(r, br)
+	return nil
+}
+
+// applyHaveMapLocked counts a remote's have-map into leaf availability,
+// if it describes the same leaf list as ours.
+func (ss *Session) applyHaveMapLocked(r *remote) {
+	if ss.pk == nil || r.have == nil {
+		return
+	}
+	if r.count != uint64(len(ss.li.leaves)) {
+		r.have, r.count = nil, 0 // a different DAG view: trust only HAVEs
+		return
+	}
+	for i := range ss.li.leaves {
+		if r.has(i) {
+			ss.pk.avail[i]++
+		}
+	}
+}
+
+// writeLoop sends a remote's queued messages, flushing when the queue is
+// empty.
+func (ss *Session) writeLoop(r *remote, bw *bufio.Writer) {
+	defer ss.wg.Done()
+	var scratch []byte
+	var err error
+	for {
+		var m *Msg
+		select {
+		case m = <-r.out:
+		case <-ss.life.Done():
+			return
+		}
+		r.s.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if scratch, err = writeMsg(bw, m, scratch); err != nil {
+			ss.drop(r, false)
+			return
+		}
+		if len(r.out) == 0 && bw.Flush() != nil {
+			ss.drop(r, false)
+			return
+		}
+	}
+}
+
+// send queues a message to r without blocking the caller for long.
+func (ss *Session) send(r *remote, m *Msg) {
+	select {
+	case r.out <- m:
+	case <-ss.life.Done():
+	}
+}
+
+// readLoop handles what a remote sends: HAVEs, BLOCKs and DONT_HAVEs.
+func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
+	defer ss.wg.Done()
+	for {
+		r.s.SetReadDeadline(time.Now().Add(streamIdleTimeout))
+		m, err := ReadMsg(br, br)
+		if err != nil {
+			ss.drop(r, errors.Is(err, ErrProtocol))
+			return
+		}
+		switch m.Type {
+		case MsgHave:
+			ss.mu.Lock()
+			if ss.li != nil && m.Index < uint64(len(ss.li.leaves)) {
+				if r.have == nil {
+					r.have, r.count = make([]byte, (len(ss.li.leaves)+7)/8), uint64(len(ss.li.leaves))
+				}
+				i := int(m.Index)
+				if !r.has(i) {
+					r.have[i/8] |= 1 << (i % 8)
+					ss.pk.avail[i]++
+				}
+			}
+			ss.mu.Unlock()
+			ss.signal()
+		case MsgBlock:
+			if d := ss.svc.down; d != nil {
+				if err := d.WaitN(ss.life, len(m.Data)); err != nil {
+					return
+				}
+			}
+			if !ss.block(r, m) {
+				return
+			}
+		case MsgDontHave:
+			ss.mu.Lock()
+			req := r.inflight[m.ID]
+			if req != nil {
+				ss.finishLocked(req)
+				if req.idx >= 0 && r.has(req.idx) {
+					r.have[req.idx/8] &^= 1 << (req.idx % 8)
+					ss.pk.avail[req.idx]--
+				}
+			}
+			ss.mu.Unlock()
+			if req != nil && req.reply != nil {
+				req.reply <- nil
+			}
+			ss.signal()
+		case MsgHello, MsgWant, MsgCancel, MsgHaveMap:
+			ss.drop(r, true)
+			return
+		default:
+			// unknown type: skipped
+		}
+	}
+}
+
+// block verifies and stores a BLOCK. It reports false if the remote was
+// dropped for sending a bad one.
+func (ss *Session) block(r *remote, m *Msg) bool {
+	ss.mu.Lock()
+	req := r.inflight[m.ID]
+	ss.mu.Unlock()
+	if req == nil {
+		return true // cancelled or unknown: ignore
+	}
+	sum, err := req.c.Prefix().Sum(m.Data)
+	if err != nil || !bytes.Equal(sum.Hash(), req.c.Hash()) || len(m.Data) > MaxBlockSize {
+		ss.mu.Lock()
+		ss.statsLocked(r.id).Bad = true
+		ss.mu.Unlock()
+		ss.drop(r, true)
+		return false
+	}
+	putErr := ss.svc.bs.Put(ss.life, req.c, m.Data)
+	now := time.Now()
+	ss.mu.Lock()
+	if _, ok := r.inflight[m.ID]; !ok {
+		ss.mu.Unlock()
+		return true
+	}
+	ss.finishLocked(req)
+	r.win.delivered(len(m.Data), now)
+	st := ss.statsLocked(r.id)
+	st.Bytes += uint64(len(m.Data))
+	st.Blocks++
+	var cancels []*request
+	if putErr == nil && req.idx >= 0 && ss.pk != nil && ss.pk.need[req.idx] {
+		ss.pk.done(req.idx)
+		// Endgame duplicates of this leaf are no longer needed.
+		for _, o := range ss.remotes {
+			if id, ok := o.asked[req.idx]; ok {
+				if dup := o.inflight[id]; dup != nil {
+					ss.finishLocked(dup)
+					cancels = append(cancels, dup)
+				}
+			}
+		}
+	}
+	ss.mu.Unlock()
+	for _, c := range cancels {
+		ss.send(c.r, &Msg{Type: MsgCancel, ID: c.id})
+	}
+	if putErr == nil && req.idx >= 0 {
+		ss.svc.announce(ss.root, req.c)
+	}
+	if req.reply != nil {
+		if putErr != nil {
+			req.reply <- nil
+		} else {
+			req.reply <- m.Data
+		}
+	}
+	ss.signal()
+	return true
+}
+
+func (ss *Session) statsLocked(p peer.ID) *PeerStats {
+	st := ss.stats[p]
+	if st == nil {
+		st = &PeerStats{}
+		ss.stats[p] = st
+	}
+	return st
+}
+
+// finishLocked removes a request from its remote and the picker.
+func (ss *Session) finishLocked(req *request) {
+	r := req.r
+	if _, ok := r.inflight[req.id]; !ok {
+		return
+	}
+	delete(r.inflight, req.id)
+	if req.idx >= 0 {
+		delete(r.asked, req.idx)
+		if !req.timedOut && ss.pk != nil {
+			ss.pk.released(req.idx)
+		}
+	}
+}
+
+// drop forgets a remote; a misbehaving one is reset with a protocol
+// violation and never asked again in this session.
+func (ss *Session) drop(r *remote, bad bool) {
+	ss.mu.Lock()
+	if r.gone {
+		ss.mu.Unlock()
+		return
+	}
+	r.gone = true
+	if ss.remotes[r.id] == r {
+		delete(ss.remotes, r.id)
+	}
+	if bad {
+		ss.banned[r.id] = true
+	}
+	var replies []*request
+	for _, req := range r.inflight {
+		ss.finishLocked(req)
+		if req.reply != nil {
+			replies = append(replies, req)
+		}
+	}
+	if ss.pk != nil && r.have != nil {
+		for i := range ss.li.leaves {
+			if r.has(i) {
+				ss.pk.avail[i]--
+			}
+		}
+	}
+	ss.mu.Unlock()
+	for _, req := range replies {
+		req.reply <- nil
+	}
+	if bad {
+		violation(r.s)
+	} else {
+		r.s.Reset()
+	}
+	ss.signal()
+}
+
+// wantLocked records and returns a new request to r.
+func (ss *Session) wantLocked(r *remote, c cid.Cid, idx int, reply chan []byte) *request {
+	ss.nextID++
+	req := &request{id: ss.nextID, c: c, idx: idx, r: r, sent: time.Now(), reply: reply}
+	r.inflight[req.id] = req
+	if idx >= 0 {
+		r.asked[idx] = req.id
+		ss.pk.requested(idx)
+	}
+	return req
+}
+
+// Block returns block c, from the store if it is there, else from one of
+// the root's peers (verified, then stored). It is meant for the DAG's
+// internal nodes, before Download.
+func (ss *Session) Block(ctx context.Context, c cid.Cid) ([]byte, error) {
+	if data, err := ss.svc.bs.Get(ctx, c); err == nil {
+		return data, nil
+	}
+	ss.start()
+	tried := map[peer.ID]bool{}
+	for {
+		ss.mu.Lock()
+		var r *remote
+		for _, cand := range ss.remotes {
+			if tried[cand.id] {
+				continue
+			}
+			// Prefer peers that know the root.
+			if r == nil || (r.have == nil && cand.have != nil) {
+				r = cand
+			}
+		}
+		var req *request
+		if r != nil {
+			tried[r.id] = true
+			req = ss.wantLocked(r, c, -1, make(chan []byte, 1))
+		}
+		ss.mu.Unlock()
+		if req == nil {
+			if len(tried) > 0 {
+				// Everyone said no: start over once new peers come.
+				clear(tried)
+			}
+			select {
+			case <-ss.changed:
+				continue
+			case <-time.After(time.Second):
+				continue
+			case <-ctx.Done():
+				return nil, ss.ctxErr(ctx)
+			}
+		}
+		ss.send(r, &Msg{Type: MsgWant, ID: req.id, CID: c})
+		select {
+		case data := <-req.reply:
+			if data != nil {
+				return data, nil
+			}
+		case <-time.After(blockAttempt):
+			ss.mu.Lock()
+			ss.finishLocked(req)
+			ss.mu.Unlock()
+			ss.send(r, &Msg{Type: MsgCancel, ID: req.id})
+		case <-ctx.Done():
+			return nil, ss.ctxErr(ctx)
+		}
+	}
+}
+
+func (ss *Session) ctxErr(ctx context.Context) error {
+	ss.mu.Lock()
+	n := len(ss.stats) + len(ss.remotes)
+	ss.mu.Unlock()
+	if n == 0 {
+		return fmt.Errorf("%w: %w", ErrNoPeers, context.Cause(ctx))
+	}
+	return context.Cause(ctx)
+}
+
+// Download fetches every leaf the store does not have yet, from all peers
+// at once, and returns nil once all are stored. leaves is the root's leaf
+// list in DAG order (duplicates are fetched once). Cancelling ctx stops it;
+// what was stored stays.
+//
+// Each round it fills every peer's window with the rarest leaves that
+// peer has, moves requests that a slow peer sits on to others, and in the
+// endgame asks several peers for the last leaves, cancelling the rest
+// when one arrives.
+func (ss *Session) Download(ctx context.Context, leaves []cid.Cid) error {
+	li := newLeafIndex(leaves)
+	pk := newPicker(len(li.leaves), uint64(time.Now().UnixNano()))
+	for i, c := range li.leaves {
+		if ok, err := ss.svc.bs.Has(ctx, c); err != nil {
+			return err
+		} else if ok {
+			pk.done(i)
+		}
+	}
+	ss.svc.mu.Lock()
+	if ss.svc.manifest[ss.root] == nil {
+		ss.svc.manifest[ss.root] = li
+	}
+	ss.svc.mu.Unlock()
+	ss.mu.Lock()
+	ss.li, ss.pk = li, pk
+	for _, r := range ss.remotes {
+		ss.applyHaveMapLocked(r)
+	}
+	ss.mu.Unlock()
+	ss.start()
+
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ss.mu.Lock()
+		if pk.left == 0 {
+			ss.mu.Unlock()
+			return nil
+		}
+		wants := ss.scheduleLocked(time.Now())
+		ss.mu.Unlock()
+		for _, w := range wants {
+			ss.send(w.r, &Msg{Type: MsgWant, ID: w.id, CID: w.c})
+		}
+		select {
+		case <-ss.changed:
+		case <-tick.C:
+		case <-ctx.Done():
+			return ss.ctxErr(ctx)
+		}
+	}
+}
+
+// scheduleLocked expires slow requests and fills every window; it returns
+// the requests to send.
+func (ss *Session) scheduleLocked(now time.Time) []*request {
+	for _, r := range ss.remotes {
+		for _, req := range r.inflight {
+			if req.idx < 0 || req.timedOut {
+				continue
+			}
+			if now.Sub(req.sent) > r.win.timeout(typicalLeaf, requestFloor) {
+				// Let others take it; keep the request in case it arrives.
+				req.timedOut = true
+				ss.pk.released(req.idx)
+				r.win.timedOut()
+			}
+		}
+	}
+	var out []*request
+	for _, r := range ss.remotes {
+		for active(r) < r.win.size {
+			i, ok := ss.pk.pick(r.has, func(i int) bool { _, ok := r.asked[i]; return ok })
+			if !ok {
+				break
+			}
+			out = append(out, ss.wantLocked(r, ss.li.leaves[i], i, nil))
+		}
+	}
+	return out
+}
+
+// active counts a remote's requests that still hold a window slot.
+func active(r *remote) int {
+	n := 0
+	for _, req := range r.inflight {
+		if !req.timedOut {
+			n++
+		}
+	}
+	return n
+}
+
+// typicalLeaf is the leaf size used to size timeouts (1 MiB, the default
+// chunk; smaller leaves only make timeouts more lenient).
+const typicalLeaf = 1 << 20
