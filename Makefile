@@ -1,0 +1,38 @@
+# p2pshare: the two commands a new user needs are `make demo` and `make test`.
+GO      ?= go
+BIN     := bin/p2pshare
+# -race where time allows: the whole suite under the race detector.
+TESTFLAGS ?= -race -timeout 20m
+
+.PHONY: build test vet demo testnet bench fuzz clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/p2pshare
+
+vet:
+	$(GO) vet ./...
+
+test: vet
+	$(GO) test $(TESTFLAGS) ./...
+
+demo:
+	./testnet/run.sh demo
+
+testnet:
+	./testnet/run.sh $(ARGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./chunker ./transfer
+	./testnet/run.sh bench
+
+# Run each fuzz target for FUZZTIME (the seed corpora run in `make test`).
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in ./chunker ./transfer; do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep ^Fuzz); do \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin testnet/out

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/urfave/cli/v2"
+
+	"github.com/p2pshare/p2pshare/peer"
+)
+
+// GetOptions are the flags of get.
+type GetOptions struct {
+	Root        cid.Cid
+	Out         string
+	Force       bool
+	Timeout     time.Duration
+	Seed        bool
+	Bootstrap   []libp2ppeer.AddrInfo
+	Listen      []ma.Multiaddr
+	MaxUpload   int64
+	MaxDownload int64
+}
+
+func newGetCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "get",
+		Usage:     "find peers, fetch in parallel, verify every block, write to PATH",
+		ArgsUsage: "CID",
+		UsageText: "p2pshare get bafy... -o film.mkv --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3Koo...\nP2PSHARE_BOOTSTRAP=/ip4/... p2pshare get --seed bafy...",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output path (default: the CID, in the current folder)"},
+			&cli.BoolFlag{Name: "force", Usage: "replace an existing different file at the output path"},
+			&cli.DurationFlag{Name: "timeout", Usage: "give up when no provider is found, or nothing arrives, for this long", Value: peer.DefaultGetTimeout},
+			&cli.BoolFlag{Name: "seed", Usage: "keep serving after completion until interrupted"},
+			bootstrapFlag,
+			listenFlag("/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"),
+			maxUploadFlag, maxDownloadFlag,
+		},
+		Action: func(c *cli.Context) error {
+			var opts GetOptions
+			var err error
+			if opts.Root, err = parseCID(c); err != nil {
+				return err
+			}
+			if opts.Bootstrap, err = bootstrapPeers(c); err != nil {
+				return err
+			}
+			if opts.Listen, err = listenAddrs(c); err != nil {
+				return err
+			}
+			if opts.MaxUpload, err = rateFlag(c, "max-upload"); err != nil {
+				return err
+			}
+			if opts.MaxDownload, err = rateFlag(c, "max-download"); err != nil {
+				return err
+			}
+			opts.Out, opts.Force, opts.Timeout, opts.Seed = c.String("output"), c.Bool("force"), c.Duration("timeout"), c.Bool("seed")
+			return runGet(c.Context, c.String("repo"), opts, newPrinter(c))
+		},
+	}
+}
+
+// getter is what get needs: a running seed (API client) or a node of its own.
+type getter interface {
+	Get(ctx context.Context, root cid.Cid, opts peer.GetOptions) (peer.GetResult, error)
+}
+
+func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error {
+	gopts := peer.GetOptions{Out: opts.Out, Force: opts.Force, Timeout: opts.Timeout}
+	gopts.Progress = func(g peer.GetProgress) {
+		pct := 0.0
+		if g.BytesTotal > 0 {
+			pct = 100 * float64(g.BytesDone) / float64(g.BytesTotal)
+		}
+		p.progress(map[string]any{"bytes_done": g.BytesDone, "bytes_total": g.BytesTotal, "peers": g.Peers},
+			fmt.Sprintf("%s / %s (%.0f%%) from %d peers", humanBytes(g.BytesDone), humanBytes(g.BytesTotal), pct, g.Peers))
+	}
+	var g getter
+	var node *peer.Node
+	if cl, err := peer.Dial(repo); err == nil && !opts.Seed {
+		g = cl
+	} else {
+		r, err := openRepo(repo)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		node, err = peer.Start(ctx, r, peer.NodeOptions{
+			Listen: opts.Listen, Bootstrap: opts.Bootstrap,
+			MaxUpload: opts.MaxUpload, MaxDownload: opts.MaxDownload,
+		})
+		if err != nil {
+			return err
+		}
+		defer node.Close()
+		g = node
+	}
+	res, err := g.Get(ctx, opts.Root, gopts)
+	if err != nil {
+		return err
+	}
+	p.clearProgress()
+	from := map[string]any{}
+	for k, v := range res.From {
+		from[k] = v
+	}
+	if p.json {
+		p.event("summary", map[string]any{"cid": res.CID, "path": res.Path, "bytes": res.Bytes, "seconds": res.Seconds, "from": from})
+	} else if !p.quiet {
+		rate := 0.0
+		if res.Seconds > 0 {
+			rate = float64(res.Bytes) / res.Seconds
+		}
+		fmt.Fprintf(p.out, "got %s %s (%s in %.1fs, %s/s from %d peers)\n", res.CID, res.Path, humanBytes(res.Bytes), res.Seconds, humanBytes(uint64(rate)), len(res.From))
+	}
+	if opts.Seed && node != nil {
+		if !p.json && !p.quiet {
+			fmt.Fprintln(p.errw, "seeding; press Ctrl-C to stop")
+		}
+		<-ctx.Done()
+	}
+	return nil
+}

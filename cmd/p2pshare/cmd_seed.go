@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/p2pshare/p2pshare/peer"
+)
+
+func newSeedCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "seed",
+		Usage:     "run the long-lived node: serve and provide everything added, accept add/get/rm over the local API",
+		UsageText: "p2pshare seed\np2pshare seed --listen /ip4/0.0.0.0/tcp/4001 --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3Koo... --max-upload 50Mbit",
+		Flags: []cli.Flag{
+			listenFlag(),
+			bootstrapFlag,
+			maxUploadFlag, maxDownloadFlag,
+			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus-style metrics on this host:port (e.g. 127.0.0.1:9090)"},
+		},
+		Action: func(c *cli.Context) error {
+			var opts peer.NodeOptions
+			var err error
+			if opts.Bootstrap, err = bootstrapPeers(c); err != nil {
+				return err
+			}
+			if opts.Listen, err = listenAddrs(c); err != nil {
+				return err
+			}
+			if opts.MaxUpload, err = rateFlag(c, "max-upload"); err != nil {
+				return err
+			}
+			if opts.MaxDownload, err = rateFlag(c, "max-download"); err != nil {
+				return err
+			}
+			return runSeed(c.Context, c.String("repo"), opts, c.String("metrics"), newPrinter(c))
+		},
+	}
+}
+
+func runSeed(ctx context.Context, repo string, opts peer.NodeOptions, metrics string, p *printer) error {
+	if _, err := peer.Dial(repo); err == nil {
+		return fmt.Errorf("a seed node already runs on %s", repo)
+	}
+	r, err := openRepo(repo)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	n, err := peer.Start(ctx, r, opts)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	for _, a := range n.Addrs() {
+		p.result("listening", map[string]any{"addr": a}, "listening "+a)
+	}
+	if err := n.ProvideAll(ctx); err != nil {
+		return err
+	}
+	if metrics != "" {
+		if err := serveMetrics(ctx, n, metrics); err != nil {
+			return usagef("--metrics %s: %v", metrics, err)
+		}
+	}
+	err = n.ServeAPI(ctx)
+	if err == nil || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// serveMetrics exposes the node's status in the Prometheus text format.
+func serveMetrics(ctx context.Context, n *peer.Node, addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st, err := n.Status(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# TYPE p2pshare_peers gauge\np2pshare_peers %d\n", st.Peers)
+		fmt.Fprintf(w, "# TYPE p2pshare_routing_table_size gauge\np2pshare_routing_table_size %d\n", st.RoutingTable)
+		fmt.Fprintf(w, "# TYPE p2pshare_roots gauge\np2pshare_roots %d\n", st.Roots)
+		fmt.Fprintf(w, "# TYPE p2pshare_bytes_sent_total counter\np2pshare_bytes_sent_total %d\n", st.BytesUp)
+		fmt.Fprintf(w, "# TYPE p2pshare_bytes_received_total counter\np2pshare_bytes_received_total %d\n", st.BytesDown)
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	context.AfterFunc(ctx, func() { srv.Close() })
+	return nil
+}

@@ -1,0 +1,87 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
+	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Connection manager watermarks: keep up to 600 connections, trim to 400.
+// A swarm of a few hundred peers is served without churn; the resource
+// manager below is what protects the node from floods.
+const (
+	connLow  = 400
+	connHigh = 600
+)
+
+// newHost builds the node's libp2p host: TCP and QUIC, Noise and TLS,
+// yamux (libp2p's default muxer), a resource manager scaled to the machine
+// with room for bulk transfer, a connection manager, hole punching and the
+// relay client for nodes behind NAT.
+func newHost(key crypto.PrivKey, listen []ma.Multiaddr, bw metrics.Reporter) (host.Host, error) {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	scaled := limits.AutoScale()
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(scaled))
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+	cm, err := connmgr.NewConnManager(connLow, connHigh)
+	if err != nil {
+		return nil, fmt.Errorf("connection manager: %w", err)
+	}
+	var self atomic.Pointer[host.Host]
+	opts := []libp2p.Option{
+		libp2p.Identity(key),
+		libp2p.ListenAddrs(listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(tls.ID, tls.New),
+		libp2p.DefaultMuxers,
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.EnableHolePunching(),
+		libp2p.EnableRelay(),
+		// Relay candidates: the peers we are connected to (our own network
+		// has no public relays; any p2pshare node can run a relay service).
+		libp2p.EnableAutoRelayWithPeerSource(func(ctx context.Context, num int) <-chan peer.AddrInfo {
+			ch := make(chan peer.AddrInfo, num)
+			defer close(ch)
+			if h := self.Load(); h != nil {
+				for _, p := range (*h).Network().Peers() {
+					if len(ch) == num {
+						break
+					}
+					ch <- (*h).Peerstore().PeerInfo(p)
+				}
+			}
+			return ch
+		}, autorelay.WithMinCandidates(1)),
+		libp2p.DisableMetrics(),
+		libp2p.UserAgent("p2pshare/0.1"),
+	}
+	if bw != nil {
+		opts = append(opts, libp2p.BandwidthReporter(bw))
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("starting libp2p host: %w", err)
+	}
+	self.Store(&h)
+	return h, nil
+}

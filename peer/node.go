@@ -1,0 +1,224 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
+	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/p2pshare/p2pshare/dht"
+	"github.com/p2pshare/p2pshare/transfer"
+)
+
+// NodeOptions configure a running node.
+type NodeOptions struct {
+	// Listen is where the host listens; empty means the repo config's, else
+	// DefaultListen.
+	Listen []ma.Multiaddr
+	// Bootstrap lists the peers to join the DHT through; it is added to the
+	// repo config's.
+	Bootstrap []libp2ppeer.AddrInfo
+	// MaxUpload and MaxDownload cap transfer rates in bytes per second (0:
+	// no cap).
+	MaxUpload, MaxDownload int64
+	// Log receives service events; nil discards them.
+	Log *slog.Logger
+}
+
+// Node is a running p2pshare node: a libp2p host, the DHT, the transfer
+// service and the repo behind them. Every method is safe for concurrent use.
+type Node struct {
+	Repo     *Repo
+	Host     host.Host
+	DHT      *dht.DHT
+	Transfer *transfer.Service
+
+	log *slog.Logger
+	bw  *metrics.BandwidthCounter
+	// life ends when Close is called; background work derives from it.
+	life   context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start brings a node up on repo: it listens, joins the DHT through the
+// bootstrap peers and starts serving the repo's content. It does not
+// provide anything yet: see ProvideAll.
+func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	listen := opts.Listen
+	if len(listen) == 0 {
+		addrs := repo.Config.Listen
+		if len(addrs) == 0 {
+			addrs = DefaultListen
+		}
+		for _, a := range addrs {
+			m, err := ma.NewMultiaddr(a)
+			if err != nil {
+				return nil, fmt.Errorf("config listen address %q: %w", a, err)
+			}
+			listen = append(listen, m)
+		}
+	}
+	boot, err := ParseBootstrap(repo.Config.Bootstrap)
+	if err != nil {
+		return nil, fmt.Errorf("config bootstrap: %w", err)
+	}
+	boot = append(boot, opts.Bootstrap...)
+
+	bw := metrics.NewBandwidthCounter()
+	h, err := newHost(repo.Key, listen, bw)
+	if err != nil {
+		return nil, err
+	}
+	d, err := dht.New(h, dht.Config{
+		Bootstrap: boot,
+		Datastore: namespace.Wrap(repo.ds, ds.NewKey("/dht")),
+	})
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("starting DHT: %w", err)
+	}
+	var topts []transfer.Option
+	if opts.MaxUpload > 0 {
+		topts = append(topts, transfer.WithMaxUpload(opts.MaxUpload))
+	}
+	if opts.MaxDownload > 0 {
+		topts = append(topts, transfer.WithMaxDownload(opts.MaxDownload))
+	}
+	svc := transfer.New(h, repo.store(), repo.store(), topts...)
+	life, cancel := context.WithCancel(context.Background())
+	n := &Node{Repo: repo, Host: h, DHT: d, Transfer: svc, log: log, bw: bw, life: life, cancel: cancel}
+	if len(boot) > 0 {
+		bctx, bcancel := context.WithTimeout(ctx, 30*time.Second)
+		err := d.Bootstrap(bctx)
+		bcancel()
+		if err != nil {
+			n.Close()
+			return nil, fmt.Errorf("joining the network: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// ParseBootstrap parses multiaddrs that end in /p2p/<peer ID>.
+func ParseBootstrap(addrs []string) ([]libp2ppeer.AddrInfo, error) {
+	var out []libp2ppeer.AddrInfo
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap address %q: %w", a, err)
+		}
+		ai, err := libp2ppeer.AddrInfoFromP2pAddr(m)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap address %q needs /p2p/<peer ID>: %w", a, err)
+		}
+		out = append(out, *ai)
+	}
+	return out, nil
+}
+
+// Close stops the node: the transfer service, the DHT and the host. It does
+// not close the repo.
+func (n *Node) Close() error {
+	n.cancel()
+	n.wg.Wait()
+	n.Transfer.Close()
+	n.DHT.Close()
+	return n.Host.Close()
+}
+
+// Addrs returns the node's listen addresses with /p2p/<peer ID> appended.
+func (n *Node) Addrs() []string {
+	var out []string
+	for _, a := range n.Host.Addrs() {
+		out = append(out, a.String()+"/p2p/"+n.Host.ID().String())
+	}
+	return out
+}
+
+// provide announces c in the DHT in the background; failures are logged.
+func (n *Node) provide(c cid.Cid) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.life, 2*time.Minute)
+		defer cancel()
+		if err := n.DHT.Provide(ctx, c); err != nil {
+			n.log.Warn("providing", "cid", c, "err", err)
+		}
+	}()
+}
+
+// ProvideAll announces every root in the repo (complete or partial).
+func (n *Node) ProvideAll(ctx context.Context) error {
+	roots, err := n.Repo.index.roots(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range roots {
+		n.provide(r.CID)
+	}
+	return nil
+}
+
+// Add adds path to the repo and provides the new root.
+func (n *Node) Add(ctx context.Context, path string, opts AddOptions) (AddResult, error) {
+	res, err := n.Repo.Add(ctx, path, opts)
+	if err == nil && !opts.OnlyHash {
+		n.Repo.store().forget(res.CID)
+		n.provide(res.CID)
+	}
+	return res, err
+}
+
+// Remove stops sharing root and stops reproviding it.
+func (n *Node) Remove(ctx context.Context, root cid.Cid) error {
+	if err := n.Repo.Remove(ctx, root); err != nil {
+		return err
+	}
+	n.Repo.store().forget(root)
+	n.DHT.Unprovide(root)
+	return nil
+}
+
+// Status describes a running node.
+type Status struct {
+	PeerID       string   `json:"peer_id"`
+	Addrs        []string `json:"addrs"`
+	Peers        int      `json:"peers"`
+	RoutingTable int      `json:"routing_table"`
+	Roots        int      `json:"roots"`
+	BytesUp      int64    `json:"bytes_up"`
+	BytesDown    int64    `json:"bytes_down"`
+}
+
+// Status reports the node's identity, connectivity and traffic.
+func (n *Node) Status(ctx context.Context) (Status, error) {
+	roots, err := n.Repo.index.roots(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	tot := n.bw.GetBandwidthTotals()
+	return Status{
+		PeerID:       n.Host.ID().String(),
+		Addrs:        n.Addrs(),
+		Peers:        len(n.Host.Network().Peers()),
+		RoutingTable: n.DHT.RoutingTableSize(),
+		Roots:        len(roots),
+		BytesUp:      tot.TotalOut,
+		BytesDown:    tot.TotalIn,
+	}, nil
+}
