@@ -1,0 +1,269 @@
+// Command testnet runs real p2pshare processes on this machine and drives
+// them through the CLI, as users would, to show p2pshare working and to
+// measure it: each download is checked by SHA-256, and the results are
+// printed as a table and written as results.json and progress.svg.
+//
+// Usage:
+//
+//	testnet [flags] demo|scale|flashcrowd|churn|dht|bench
+//
+// In netns mode (root) every peer runs in a network namespace of its own,
+// joined by a bridge, its upload capped by tc tbf; in loopback mode (any
+// user) peers share 127.0.0.1 and caps are p2pshare's own --max-upload.
+// It imports no package of p2pshare: it only runs the binary.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type runner struct {
+	bin     string
+	out     string
+	mode    string
+	timeout time.Duration
+	start   time.Time
+	procs   procs
+	net     *netns
+
+	mu    sync.Mutex
+	names map[string]string // peer ID -> name
+	ports map[*peerNode]int
+	next  int
+}
+
+func main() {
+	var (
+		bin     = flag.String("bin", "", "p2pshare binary (default: build ./cmd/p2pshare)")
+		out     = flag.String("out", "", "output folder (default: testnet/out/<scenario>-<time>)")
+		mode    = flag.String("mode", "auto", "network mode: auto, loopback or netns")
+		peers   = flag.Int("peers", 0, "peers (demo: 5, flashcrowd: 1 seeder + N downloaders with N=8, dht: 50)")
+		sizeMiB = flag.Int("size", 0, "file size in MiB (default per scenario)")
+		capMbit = flag.Int("cap", 100, "upload cap per peer in Mbit/s")
+		roots   = flag.Int("roots", 100, "dht: roots provided")
+		ks      = flag.String("k", "1,2,4,8", "scale: seeder counts")
+		slow    = flag.Bool("slow", false, "scale: one seeder capped at a tenth of the others")
+		timeout = flag.Duration("timeout", 60*time.Second, "p2pshare get --timeout")
+		quick   = flag.Bool("quick", false, "tiny sizes (tests)")
+	)
+	flag.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: testnet [flags] demo|scale|flashcrowd|churn|dht|bench\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() != 1 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	scenario := flag.Arg(0)
+	cfg := config{peers: *peers, sizeMiB: *sizeMiB, capMbit: *capMbit, roots: *roots, ks: *ks, slow: *slow, quick: *quick}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r, err := newRunner(ctx, *bin, *out, *mode, scenario, *timeout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testnet:", err)
+		os.Exit(1)
+	}
+	err = r.runScenario(ctx, scenario, cfg)
+	r.cleanup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testnet:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("\nresults: %s\n", r.out)
+}
+
+func newRunner(ctx context.Context, bin, out, mode, scenario string, timeout time.Duration) (*runner, error) {
+	r := &runner{bin: bin, out: out, timeout: timeout, names: map[string]string{}, ports: map[*peerNode]int{}}
+	r.procs.live = map[*exec.Cmd]bool{}
+	if r.out == "" {
+		r.out = filepath.Join("testnet", "out", scenario+"-"+time.Now().Format("20060102-150405"))
+	}
+	if err := os.MkdirAll(filepath.Join(r.out, "logs"), 0o755); err != nil {
+		return nil, err
+	}
+	if r.bin == "" {
+		r.bin = filepath.Join(r.out, "p2pshare")
+		fmt.Println("building p2pshare ...")
+		root, err := moduleRoot()
+		if err != nil {
+			return nil, err
+		}
+		b := exec.CommandContext(ctx, "go", "build", "-o", mustAbs(r.bin), "./cmd/p2pshare")
+		b.Dir = root
+		b.Stdout, b.Stderr = os.Stdout, os.Stderr
+		if err := b.Run(); err != nil {
+			return nil, fmt.Errorf("building p2pshare (run from the repo root): %w", err)
+		}
+	}
+	abs, err := filepath.Abs(r.bin)
+	if err != nil {
+		return nil, err
+	}
+	r.bin = abs
+	switch mode {
+	case "auto":
+		if why := netnsUnavailable(); why != "" {
+			r.mode = "loopback"
+			fmt.Printf("mode: loopback (netns unavailable: %s)\n", why)
+		} else {
+			r.mode = "netns"
+			fmt.Println("mode: netns (root and ip netns available: each peer in its own namespace, upload capped by tc tbf)")
+		}
+	case "loopback":
+		r.mode = "loopback"
+		fmt.Println("mode: loopback (as asked: peers on 127.0.0.1, caps by p2pshare --max-upload)")
+	case "netns":
+		if why := netnsUnavailable(); why != "" {
+			return nil, fmt.Errorf("netns mode unavailable: %s", why)
+		}
+		r.mode = "netns"
+		fmt.Println("mode: netns (as asked: each peer in its own namespace, upload capped by tc tbf)")
+	default:
+		return nil, fmt.Errorf("unknown mode %q (auto, loopback or netns)", mode)
+	}
+	if r.mode == "netns" {
+		r.net = &netns{prefix: fmt.Sprintf("p2ps%d", os.Getpid()%100000)}
+		if err := r.net.setup(); err != nil {
+			r.net.teardown()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// cleanup ends every process and removes namespaces and repos.
+func (r *runner) cleanup() {
+	r.procs.stopAll(10 * time.Second)
+	if r.net != nil {
+		r.net.teardown()
+	}
+	os.RemoveAll(filepath.Join(r.out, "peers"))
+	os.RemoveAll(filepath.Join(r.out, "data"))
+	if strings.HasPrefix(r.bin, mustAbs(r.out)) {
+		os.Remove(r.bin)
+	}
+}
+
+// moduleRoot finds the folder holding go.mod, from the working folder up.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run the testnet inside the p2pshare repo (no go.mod found)")
+		}
+		dir = parent
+	}
+}
+
+func mustAbs(p string) string {
+	a, _ := filepath.Abs(p)
+	return a
+}
+
+// newPeer creates a peer with its own repo (and namespace in netns mode).
+func (r *runner) newPeer(name string, capMbit int) (*peerNode, error) {
+	p := &peerNode{name: name, repo: filepath.Join(mustAbs(r.out), "peers", name), ip: "127.0.0.1"}
+	if err := os.MkdirAll(filepath.Dir(p.repo), 0o755); err != nil {
+		return nil, err
+	}
+	if r.mode == "netns" {
+		ns, ip, err := r.net.addPeer(capMbit)
+		if err != nil {
+			return nil, err
+		}
+		p.netns, p.ip = ns, ip
+	} else if capMbit > 0 {
+		p.upload = fmt.Sprintf("%dMbit", capMbit)
+	}
+	id, err := r.run(p, "init")
+	if err != nil {
+		return nil, err
+	}
+	p.id = strings.TrimSpace(id)
+	r.mu.Lock()
+	r.names[p.id] = name
+	r.mu.Unlock()
+	return p, nil
+}
+
+func (r *runner) nameOf(id string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n, ok := r.names[id]; ok {
+		return n
+	}
+	return id
+}
+
+// port gives each peer a fixed port (reused when a seed restarts, so its
+// address in others' routing tables stays right); in netns mode every
+// peer has its own IP and uses 4001.
+func (r *runner) port(p *peerNode) int {
+	if r.mode == "netns" {
+		return 4001
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n, ok := r.ports[p]; ok {
+		return n
+	}
+	n := freePort()
+	r.ports[p] = n
+	return n
+}
+
+// makeFile writes size random bytes and returns the path and SHA-256.
+func (r *runner) makeFile(name string, size int64) (string, string, error) {
+	dir := filepath.Join(mustAbs(r.out), "data")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	path := filepath.Join(dir, name)
+	f, err := os.Create(path)
+	if err != nil {
+		return "", "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyN(io.MultiWriter(f, h), rand.Reader, size); err != nil {
+		return "", "", err
+	}
+	return path, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func fileSHA(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	io.Copy(h, f)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+var errVerify = errors.New("verification failed")

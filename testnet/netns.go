@@ -1,0 +1,126 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+)
+
+// netns builds the namespaced network: one namespace holding a bridge, and
+// one namespace per peer joined to it by a veth pair, with an address in
+// 10.77.0.0/16 that exists only inside these namespaces.
+type netns struct {
+	prefix string
+	mu     sync.Mutex
+	made   []string // namespaces to delete
+	n      int
+}
+
+func (n *netns) bridgeNS() string { return n.prefix + "-br" }
+
+func sh(args ...string) error {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// netnsUnavailable says why netns mode cannot run here, or "".
+func netnsUnavailable() string {
+	if os.Geteuid() != 0 {
+		return "not root"
+	}
+	for _, tool := range []string{"ip", "tc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return tool + " not installed (Debian: iproute2)"
+		}
+	}
+	name := fmt.Sprintf("p2pscheck%d", os.Getpid())
+	if err := sh("ip", "netns", "add", name); err != nil {
+		return "ip netns add failed: " + err.Error()
+	}
+	sh("ip", "netns", "del", name)
+	return ""
+}
+
+func (n *netns) setup() error {
+	br := n.bridgeNS()
+	if err := sh("ip", "netns", "add", br); err != nil {
+		return err
+	}
+	n.made = append(n.made, br)
+	for _, c := range [][]string{
+		{"ip", "-n", br, "link", "add", "br0", "type", "bridge"},
+		{"ip", "-n", br, "link", "set", "br0", "up"},
+		{"ip", "-n", br, "link", "set", "lo", "up"},
+	} {
+		if err := sh(c...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addPeer makes a namespace for a peer and returns its name and address.
+// capMbit > 0 caps its upload with tc tbf on its interface.
+func (n *netns) addPeer(capMbit int) (string, string, error) {
+	n.mu.Lock()
+	n.n++
+	i := n.n
+	ns := fmt.Sprintf("%s-%d", n.prefix, i)
+	n.made = append(n.made, ns)
+	n.mu.Unlock()
+	ip := fmt.Sprintf("10.77.%d.%d", i/250, i%250+1)
+	host := fmt.Sprintf("%sh%d", n.prefix, i)
+	peerSide := fmt.Sprintf("%sp%d", n.prefix, i)
+	br := n.bridgeNS()
+	cmds := [][]string{
+		{"ip", "netns", "add", ns},
+		{"ip", "link", "add", host, "type", "veth", "peer", "name", peerSide},
+		{"ip", "link", "set", host, "netns", br},
+		{"ip", "-n", br, "link", "set", host, "master", "br0"},
+		{"ip", "-n", br, "link", "set", host, "up"},
+		{"ip", "link", "set", peerSide, "netns", ns},
+		{"ip", "-n", ns, "link", "set", peerSide, "name", "eth0"},
+		{"ip", "-n", ns, "addr", "add", ip + "/16", "dev", "eth0"},
+		{"ip", "-n", ns, "link", "set", "eth0", "up"},
+		{"ip", "-n", ns, "link", "set", "lo", "up"},
+	}
+	if capMbit > 0 {
+		// tbf: the rate is the upload cap; a burst of 64 KiB and a 50 ms
+		// queue keep it smooth without hurting TCP.
+		cmds = append(cmds, []string{"ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "tbf",
+			"rate", fmt.Sprintf("%dmbit", capMbit), "burst", "64kb", "latency", "50ms"})
+	}
+	for _, c := range cmds {
+		if err := sh(c...); err != nil {
+			return "", "", err
+		}
+	}
+	return ns, ip, nil
+}
+
+// teardown deletes every namespace made (their veths and qdiscs go with
+// them).
+func (n *netns) teardown() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for i := len(n.made) - 1; i >= 0; i-- {
+		sh("ip", "netns", "del", n.made[i])
+	}
+	n.made = nil
+}
+
+// freePort asks the kernel for a free loopback TCP port.
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,570 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+type config struct {
+	peers, sizeMiB, capMbit, roots int
+	ks                             string
+	slow, quick                    bool
+}
+
+const mib = 1 << 20
+
+// size returns the file size for a scenario: the flag, else def (netns),
+// defLoop (loopback) or 4 MiB with -quick.
+func (r *runner) size(cfg config, def, defLoop int) int64 {
+	switch {
+	case cfg.sizeMiB > 0:
+		return int64(cfg.sizeMiB) * mib
+	case cfg.quick:
+		return 4 * mib
+	case r.mode == "loopback":
+		return int64(defLoop) * mib
+	}
+	return int64(def) * mib
+}
+
+func (r *runner) runScenario(ctx context.Context, name string, cfg config) error {
+	r.start = time.Now()
+	switch name {
+	case "demo":
+		return r.demo(ctx, cfg)
+	case "scale":
+		_, err := r.scale(ctx, cfg)
+		return err
+	case "slowseed":
+		_, err := r.slowSeed(ctx, cfg)
+		return err
+	case "flashcrowd":
+		_, err := r.flashcrowd(ctx, cfg)
+		return err
+	case "churn":
+		return r.churn(ctx, cfg)
+	case "dht":
+		return r.dht(ctx, cfg)
+	case "bench":
+		return r.bench(ctx, cfg)
+	}
+	return fmt.Errorf("unknown scenario %q (demo, scale, slowseed, flashcrowd, churn, dht, bench)", name)
+}
+
+// seedFile starts a seed on each peer (bootstrapping from the first) and
+// adds the same file to each; it returns the root CID.
+func (r *runner) seedFile(ctx context.Context, seeds []*peerNode, path string) (string, error) {
+	var root string
+	for i, s := range seeds {
+		boot := ""
+		if i > 0 {
+			boot = seeds[0].addr
+		}
+		if err := r.startSeed(ctx, s, boot); err != nil {
+			return "", err
+		}
+		out, err := r.run(s, "-q", "add", path)
+		if err != nil {
+			return "", err
+		}
+		root = strings.TrimSpace(out)
+	}
+	return root, nil
+}
+
+// downloadAll runs get on every downloader at once; with keepSeeding each
+// keeps serving until all have finished.
+func (r *runner) downloadAll(ctx context.Context, dls []*peerNode, root, boot, sum string, keepSeeding bool) ([]*getResult, error) {
+	res := make([]*getResult, len(dls))
+	errs := make([]error, len(dls))
+	stop := make(chan struct{})
+	var wg, finished sync.WaitGroup
+	finished.Add(len(dls))
+	go func() {
+		// Everyone serves until the last one finishes.
+		finished.Wait()
+		close(stop)
+	}()
+	for i, d := range dls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := filepath.Join(mustAbs(r.out), "data", d.name+".out")
+			res[i], errs[i] = r.get(ctx, d, root, out, boot, keepSeeding, stop, finished.Done)
+			if res[i] != nil {
+				res[i].Attempts = 1
+				res[i].SHA256OK = errs[i] == nil && fileSHA(out) == sum
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return res, err
+		}
+	}
+	for _, g := range res {
+		if !g.SHA256OK {
+			return res, fmt.Errorf("%s: %w", g.Peer, errVerify)
+		}
+	}
+	return res, nil
+}
+
+func mbps(bytes uint64, secs float64) float64 {
+	if secs <= 0 {
+		return 0
+	}
+	return float64(bytes) * 8 / secs / 1e6
+}
+
+func (r *runner) demo(ctx context.Context, cfg config) error {
+	n := cfg.peers
+	if n == 0 {
+		n = 5
+		if cfg.quick {
+			n = 3
+		}
+	}
+	size := r.size(cfg, 64, 64)
+	fmt.Printf("demo: %d peers; %s adds a %d MiB file, the other %d get it at once (upload cap %d Mbit/s each)\n", n, "p0", size/mib, n-1, cfg.capMbit)
+	var peers []*peerNode
+	for i := range n {
+		p, err := r.newPeer(fmt.Sprintf("p%d", i), cfg.capMbit)
+		if err != nil {
+			return err
+		}
+		peers = append(peers, p)
+	}
+	path, sum, err := r.makeFile("demo.bin", size)
+	if err != nil {
+		return err
+	}
+	root, err := r.seedFile(ctx, peers[:1], path)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("p0 added %s\n", root)
+	res, err := r.downloadAll(ctx, peers[1:], root, peers[0].addr, sum, true)
+	sources := []string{}
+	for _, p := range peers {
+		sources = append(sources, p.name)
+	}
+	t := table{head: append([]string{"peer", "MiB", "seconds", "Mbit/s", "sha256"}, prefix("from ", sources)...)}
+	for _, g := range res {
+		if g == nil {
+			continue
+		}
+		row := []string{g.Peer, fmt.Sprintf("%.1f", float64(g.Bytes)/mib), fmt.Sprintf("%.2f", g.Seconds), fmt.Sprintf("%.0f", mbps(g.Bytes, g.Seconds)), okStr(g.SHA256OK)}
+		for _, s := range sources {
+			row = append(row, fmt.Sprintf("%.1f", float64(g.From[s])/mib))
+		}
+		t.rows = append(t.rows, row)
+	}
+	t.print()
+	multi := 0
+	for _, g := range res {
+		if g != nil && len(g.From) > 1 {
+			multi++
+		}
+	}
+	fmt.Printf("%d of %d downloads drew on several peers\n", multi, len(res))
+	r.write("demo", cfg, map[string]any{"root": root, "size": size, "downloads": res}, res)
+	return err
+}
+
+func prefix(p string, xs []string) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = p + x
+	}
+	return out
+}
+
+func okStr(b bool) string {
+	if b {
+		return "ok"
+	}
+	return "FAIL"
+}
+
+// scaleRow is one line of the scale scenario.
+type scaleRow struct {
+	K          int     `json:"k"`
+	CapMbit    float64 `json:"cap_sum_mbit"`
+	Mbit       float64 `json:"mbit"`
+	Ratio      float64 `json:"ratio"`
+	Seconds    float64 `json:"seconds"`
+	Sources    int     `json:"sources"`
+	SlowSeeder bool    `json:"slow_seeder,omitempty"`
+}
+
+// swarm runs one download from k seeders (the last one at slowCap if > 0).
+func (r *runner) swarm(ctx context.Context, cfg config, tag string, k int, slowCap int, size int64) (*getResult, error) {
+	var seeds []*peerNode
+	for i := range k {
+		c := cfg.capMbit
+		if slowCap > 0 && i == k-1 {
+			c = slowCap
+		}
+		p, err := r.newPeer(fmt.Sprintf("%s-s%d", tag, i), c)
+		if err != nil {
+			return nil, err
+		}
+		seeds = append(seeds, p)
+	}
+	d, err := r.newPeer(tag+"-d", 0)
+	if err != nil {
+		return nil, err
+	}
+	path, sum, err := r.makeFile(tag+".bin", size)
+	if err != nil {
+		return nil, err
+	}
+	root, err := r.seedFile(ctx, seeds, path)
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.downloadAll(ctx, []*peerNode{d}, root, seeds[0].addr, sum, false)
+	for _, s := range seeds {
+		r.stopSeed(s, false)
+	}
+	os.Remove(path)
+	if err != nil {
+		return nil, err
+	}
+	return res[0], nil
+}
+
+func (r *runner) scale(ctx context.Context, cfg config) ([]scaleRow, error) {
+	var ks []int
+	for _, s := range strings.Split(cfg.ks, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || k < 1 {
+			return nil, fmt.Errorf("bad -k %q", cfg.ks)
+		}
+		ks = append(ks, k)
+	}
+	fmt.Printf("scale: k seeders (upload cap %d Mbit/s each) to 1 downloader, k = %s\n", cfg.capMbit, cfg.ks)
+	var rows []scaleRow
+	t := table{head: []string{"k", "sum of caps Mbit/s", "got Mbit/s", "ratio", "seconds", "sources"}}
+	for _, k := range ks {
+		size := r.size(cfg, 48*k, 24*k)
+		g, err := r.swarm(ctx, cfg, fmt.Sprintf("k%d", k), k, 0, size)
+		if err != nil {
+			return rows, err
+		}
+		row := scaleRow{K: k, CapMbit: float64(k * cfg.capMbit), Mbit: mbps(g.Bytes, g.Seconds), Seconds: g.Seconds, Sources: len(g.From)}
+		row.Ratio = row.Mbit / row.CapMbit
+		rows = append(rows, row)
+		t.rows = append(t.rows, []string{strconv.Itoa(k), fmt.Sprintf("%.0f", row.CapMbit), fmt.Sprintf("%.1f", row.Mbit), fmt.Sprintf("%.2f", row.Ratio), fmt.Sprintf("%.2f", row.Seconds), strconv.Itoa(row.Sources)})
+	}
+	t.print()
+	r.write("scale", cfg, rows, nil)
+	return rows, nil
+}
+
+// slowSeed compares 3 seeders with 3 seeders plus one at a tenth of the cap.
+func (r *runner) slowSeed(ctx context.Context, cfg config) (float64, error) {
+	size := r.size(cfg, 128, 64)
+	fmt.Printf("slowseed: 3 seeders at %d Mbit/s, then the same plus one at %d Mbit/s; %d MiB\n", cfg.capMbit, cfg.capMbit/10, size/mib)
+	base, err := r.swarm(ctx, cfg, "fast3", 3, 0, size)
+	if err != nil {
+		return 0, err
+	}
+	withSlow, err := r.swarm(ctx, cfg, "slow4", 4, max(cfg.capMbit/10, 1), size)
+	if err != nil {
+		return 0, err
+	}
+	ratio := withSlow.Seconds / base.Seconds
+	t := table{head: []string{"seeders", "seconds", "Mbit/s"}}
+	t.rows = [][]string{
+		{"3 fast", fmt.Sprintf("%.2f", base.Seconds), fmt.Sprintf("%.0f", mbps(base.Bytes, base.Seconds))},
+		{"3 fast + 1 slow", fmt.Sprintf("%.2f", withSlow.Seconds), fmt.Sprintf("%.0f", mbps(withSlow.Bytes, withSlow.Seconds))},
+	}
+	t.print()
+	fmt.Printf("time with the slow seeder / without: %.2f (target <= 1.10)\n", ratio)
+	r.write("slowseed", cfg, map[string]any{"without": base, "with_slow": withSlow, "ratio": ratio}, nil)
+	return ratio, nil
+}
+
+// crowdResult is the flashcrowd outcome.
+type crowdResult struct {
+	N            int          `json:"n"`
+	Size         int64        `json:"size"`
+	LowerBound   float64      `json:"lower_bound_s"`
+	ClientServer float64      `json:"client_server_s"`
+	Last         float64      `json:"last_s"`
+	Downloads    []*getResult `json:"downloads"`
+}
+
+func (r *runner) flashcrowd(ctx context.Context, cfg config) (*crowdResult, error) {
+	n := cfg.peers
+	if n == 0 {
+		n = 8
+		if cfg.quick {
+			n = 2
+		}
+	}
+	size := r.size(cfg, 128, 32)
+	capBytes := float64(cfg.capMbit) * 1e6 / 8
+	F := float64(size)
+	lb, cs := crowdBounds(F, capBytes, capBytes, n)
+	fmt.Printf("flashcrowd: 1 seeder + %d downloaders starting together, %d MiB, every upload capped at %d Mbit/s\n", n, size/mib, cfg.capMbit)
+	seed, err := r.newPeer("seed", cfg.capMbit)
+	if err != nil {
+		return nil, err
+	}
+	var dls []*peerNode
+	for i := range n {
+		p, err := r.newPeer(fmt.Sprintf("d%d", i), cfg.capMbit)
+		if err != nil {
+			return nil, err
+		}
+		dls = append(dls, p)
+	}
+	path, sum, err := r.makeFile("crowd.bin", size)
+	if err != nil {
+		return nil, err
+	}
+	root, err := r.seedFile(ctx, []*peerNode{seed}, path)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Since(r.start).Seconds()
+	res, err := r.downloadAll(ctx, dls, root, seed.addr, sum, true)
+	out := &crowdResult{N: n, Size: size, LowerBound: lb, ClientServer: cs, Downloads: res}
+	t := table{head: []string{"peer", "finish s", "lower bound s", "x bound", "client-server s", "sha256"}}
+	sort.Slice(res, func(i, j int) bool { return res[i] != nil && res[j] != nil && res[i].Finish < res[j].Finish })
+	for _, g := range res {
+		if g == nil {
+			continue
+		}
+		fin := g.Finish - start
+		out.Last = math.Max(out.Last, fin)
+		t.rows = append(t.rows, []string{g.Peer, fmt.Sprintf("%.2f", fin), fmt.Sprintf("%.2f", lb), fmt.Sprintf("%.2f", fin/lb), fmt.Sprintf("%.2f", cs), okStr(g.SHA256OK)})
+	}
+	t.print()
+	fmt.Printf("last finish %.2f s = %.2fx the lower bound (target <= 1.25), %.1fx faster than client-server\n", out.Last, out.Last/lb, cs/out.Last)
+	r.write("flashcrowd", cfg, out, res)
+	return out, err
+}
+
+func (r *runner) churn(ctx context.Context, cfg config) error {
+	size := r.size(cfg, 64, 64)
+	const nSeeds, nDls = 3, 3
+	fmt.Printf("churn: %d seeders SIGKILLed and restarted at random while %d peers download %d MiB (caps %d Mbit/s)\n", nSeeds, nDls, size/mib, cfg.capMbit)
+	var seeds, dls []*peerNode
+	for i := range nSeeds {
+		p, err := r.newPeer(fmt.Sprintf("s%d", i), cfg.capMbit)
+		if err != nil {
+			return err
+		}
+		seeds = append(seeds, p)
+	}
+	for i := range nDls {
+		p, err := r.newPeer(fmt.Sprintf("d%d", i), cfg.capMbit)
+		if err != nil {
+			return err
+		}
+		dls = append(dls, p)
+	}
+	path, sum, err := r.makeFile("churn.bin", size)
+	if err != nil {
+		return err
+	}
+	root, err := r.seedFile(ctx, seeds, path)
+	if err != nil {
+		return err
+	}
+	boot := seeds[0].addr
+	cctx, stopChurn := context.WithCancel(ctx)
+	var kills int
+	var cwg sync.WaitGroup
+	cwg.Add(1)
+	go func() { // the chaos monkey: never more than two seeders down
+		defer cwg.Done()
+		rng := rand.New(rand.NewPCG(1, 2))
+		for {
+			select {
+			case <-cctx.Done():
+				return
+			case <-time.After(time.Duration(500+rng.IntN(1000)) * time.Millisecond):
+			}
+			s := seeds[rng.IntN(nSeeds)]
+			if s.seed == nil {
+				continue
+			}
+			r.stopSeed(s, true)
+			kills++
+			select {
+			case <-cctx.Done():
+			case <-time.After(time.Duration(300+rng.IntN(1200)) * time.Millisecond):
+			}
+			b := boot
+			if s == seeds[0] {
+				b = seeds[1].addr
+			}
+			if err := r.startSeed(ctx, s, b); err != nil {
+				fmt.Println("restart:", err)
+			}
+		}
+	}()
+	res := make([]*getResult, nDls)
+	var wg sync.WaitGroup
+	for i, d := range dls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := filepath.Join(mustAbs(r.out), "data", d.name+".out")
+			for attempt := 1; attempt <= 20 && ctx.Err() == nil; attempt++ {
+				g, err := r.get(ctx, d, root, out, boot, false, nil, nil)
+				if err == nil {
+					g.Attempts = attempt
+					g.SHA256OK = fileSHA(out) == sum
+					res[i] = g
+					return
+				}
+				res[i] = g
+			}
+		}()
+	}
+	wg.Wait()
+	stopChurn()
+	cwg.Wait()
+	t := table{head: []string{"peer", "attempts", "seconds (last attempt)", "sha256"}}
+	var failed []string
+	for i, g := range res {
+		if g == nil || !g.SHA256OK {
+			failed = append(failed, dls[i].name)
+			t.rows = append(t.rows, []string{dls[i].name, "-", "-", "FAIL"})
+			continue
+		}
+		t.rows = append(t.rows, []string{g.Peer, strconv.Itoa(g.Attempts), fmt.Sprintf("%.2f", g.Seconds), okStr(g.SHA256OK)})
+	}
+	t.print()
+	fmt.Printf("%d seeder kills (SIGKILL) during the downloads\n", kills)
+	r.write("churn", cfg, map[string]any{"kills": kills, "downloads": res}, res)
+	if len(failed) > 0 {
+		return fmt.Errorf("downloads failed under churn: %v", failed)
+	}
+	return nil
+}
+
+func (r *runner) dht(ctx context.Context, cfg config) error {
+	n := cfg.peers
+	if n == 0 {
+		n = 50
+		if cfg.quick {
+			n = 6
+		}
+	}
+	nRoots := cfg.roots
+	if cfg.quick {
+		nRoots = 5
+	}
+	fmt.Printf("dht: %d peers, %d roots provided from random peers, looked up (and fetched: 1 KiB each) from other random peers\n", n, nRoots)
+	var peers []*peerNode
+	for i := range n {
+		p, err := r.newPeer(fmt.Sprintf("n%d", i), 0)
+		if err != nil {
+			return err
+		}
+		boot := ""
+		if i > 0 {
+			boot = peers[rand.IntN(len(peers))].addr
+		}
+		if err := r.startSeed(ctx, p, boot); err != nil {
+			return err
+		}
+		peers = append(peers, p)
+	}
+	type rootAt struct {
+		cid, sum string
+		by       int
+	}
+	var roots []rootAt
+	for i := range nRoots {
+		path, sum, err := r.makeFile(fmt.Sprintf("r%d.bin", i), 1024)
+		if err != nil {
+			return err
+		}
+		by := rand.IntN(n)
+		out, err := r.run(peers[by], "-q", "add", path)
+		if err != nil {
+			return err
+		}
+		roots = append(roots, rootAt{strings.TrimSpace(out), sum, by})
+	}
+	// Provides run in the background of each seed: give them a moment.
+	time.Sleep(2 * time.Second)
+	var lat []float64
+	ok := 0
+	for i, rt := range roots {
+		q := rand.IntN(n - 1)
+		if q >= rt.by {
+			q++
+		}
+		out := filepath.Join(mustAbs(r.out), "data", fmt.Sprintf("got%d", i))
+		t0 := time.Now()
+		_, err := r.run(peers[q], "get", rt.cid, "-o", out, "--timeout", "10s")
+		d := time.Since(t0).Seconds()
+		if err == nil && fileSHA(out) == rt.sum {
+			ok++
+			lat = append(lat, d)
+		}
+	}
+	sort.Float64s(lat)
+	pct := func(p float64) float64 {
+		if len(lat) == 0 {
+			return math.NaN()
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	}
+	t := table{head: []string{"peers", "lookups", "found", "success", "p50 s", "p99 s"}}
+	t.rows = [][]string{{strconv.Itoa(n), strconv.Itoa(len(roots)), strconv.Itoa(ok), fmt.Sprintf("%.0f%%", 100*float64(ok)/float64(len(roots))), fmt.Sprintf("%.3f", pct(0.5)), fmt.Sprintf("%.3f", pct(0.99))}}
+	t.print()
+	fmt.Println("latency = a `p2pshare get` through the querying peer's seed: DHT lookup, dial and a 1 KiB fetch")
+	r.write("dht", cfg, map[string]any{"peers": n, "lookups": len(roots), "found": ok, "p50_s": pct(0.5), "p99_s": pct(0.99), "latencies_s": lat}, nil)
+	if ok != len(roots) {
+		return fmt.Errorf("%d of %d lookups failed", len(roots)-ok, len(roots))
+	}
+	return nil
+}
+
+// bench runs scale and flashcrowd and prints one table of ratios.
+func (r *runner) bench(ctx context.Context, cfg config) error {
+	rows, err := r.scale(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	crowd, err := r.flashcrowd(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	t := table{head: []string{"measure", "figure", "reference", "ratio", "target"}}
+	for _, s := range rows {
+		t.rows = append(t.rows, []string{fmt.Sprintf("scale k=%d", s.K), fmt.Sprintf("%.1f Mbit/s", s.Mbit), fmt.Sprintf("%.0f Mbit/s (sum of caps)", s.CapMbit), fmt.Sprintf("%.2f", s.Ratio), ">= 0.90"})
+	}
+	t.rows = append(t.rows, []string{fmt.Sprintf("flashcrowd N=%d last finish", crowd.N), fmt.Sprintf("%.2f s", crowd.Last), fmt.Sprintf("%.2f s (lower bound)", crowd.LowerBound), fmt.Sprintf("%.2f", crowd.Last/crowd.LowerBound), "<= 1.25"})
+	t.rows = append(t.rows, []string{"flashcrowd vs client-server", fmt.Sprintf("%.2f s", crowd.Last), fmt.Sprintf("%.2f s (N*F/u_seed)", crowd.ClientServer), fmt.Sprintf("%.2f", crowd.Last/crowd.ClientServer), "~ 1/N"})
+	fmt.Printf("\nbench summary (%s mode)\n", r.mode)
+	t.print()
+	return nil
+}
+
+// crowdBounds returns the least time in which a seeder of upload uSeed and
+// n downloaders of upload uDl each can all get F bytes,
+// max(F/uSeed, n*F/(uSeed + n*uDl)), and the client-server time n*F/uSeed.
+func crowdBounds(F, uSeed, uDl float64, n int) (lower, clientServer float64) {
+	return math.Max(F/uSeed, float64(n)*F/(uSeed+float64(n)*uDl)), float64(n) * F / uSeed
+}

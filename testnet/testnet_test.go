@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTinyDemo runs the demo scenario end to end with 3 real peers and a
+// few MiB, so that the runner cannot rot: every download must verify.
+func TestTinyDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out := t.TempDir()
+	r, err := newRunner(ctx, "", out, "loopback", "demo", 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.cleanup()
+	if err := r.runScenario(ctx, "demo", config{quick: true, capMbit: 200}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Results struct {
+			Size      int64
+			Downloads []getResult
+		}
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Results.Downloads) != 2 {
+		t.Fatalf("%d downloads in results.json, want 2", len(doc.Results.Downloads))
+	}
+	for _, d := range doc.Results.Downloads {
+		if !d.SHA256OK || d.Bytes != uint64(doc.Results.Size) {
+			t.Errorf("%s: sha256 ok=%v bytes=%d of %d", d.Peer, d.SHA256OK, d.Bytes, doc.Results.Size)
+		}
+		var from uint64
+		for _, b := range d.From {
+			from += b
+		}
+		if from < d.Bytes {
+			t.Errorf("%s: sources account for %d of %d bytes", d.Peer, from, d.Bytes)
+		}
+	}
+	svg, err := os.ReadFile(filepath.Join(out, "progress.svg"))
+	if err != nil || !strings.Contains(string(svg), "<polyline") {
+		t.Fatalf("progress.svg missing or empty (%v)", err)
+	}
+	// Cleanup leaves no peer processes and no repos behind.
+	r.cleanup()
+	if _, err := os.Stat(filepath.Join(out, "peers")); !os.IsNotExist(err) {
+		t.Error("peer repos left behind")
+	}
+	r.procs.mu.Lock()
+	n := len(r.procs.live)
+	r.procs.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d processes still tracked after cleanup", n)
+	}
+}
+
+func TestCrowdBounds(t *testing.T) {
+	const F = 100.0
+	cases := []struct {
+		name           string
+		uSeed, uDl     float64
+		n              int
+		lower, cliServ float64
+	}{
+		{"equal caps: the seed's own upload bounds", 10, 10, 8, 10, 80},
+		{"slow downloaders: the swarm's total upload bounds", 10, 1, 8, 800.0 / 18, 80},
+		{"one downloader", 10, 0, 1, 10, 10},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			lower, cs := crowdBounds(F, c.uSeed, c.uDl, c.n)
+			if math.Abs(lower-c.lower) > 1e-9 || math.Abs(cs-c.cliServ) > 1e-9 {
+				t.Fatalf("bounds = %v, %v; want %v, %v", lower, cs, c.lower, c.cliServ)
+			}
+		})
+	}
+}
