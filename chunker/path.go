@@ -159,6 +159,9 @@ func (d *sinkDAG) GetMany(context.Context, []cid.Cid) <-chan *format.NodeOption 
 }
 
 func (d *sinkDAG) Add(_ context.Context, n format.Node) error {
+	if _, ok := n.(linkNode); ok {
+		return nil // a child built earlier: already in the Sink
+	}
 	if d.seen[n.Cid()] {
 		return nil
 	}

@@ -1,0 +1,74 @@
+// Package transfer is p2pshare's block exchange: the wire protocol
+// /p2pshare/transfer/1.0.0, the server that answers it, and download
+// sessions that fetch a root's blocks from every peer that has them.
+//
+// It knows nothing of how peers are found (Providers), how blocks are
+// stored (BlockStore) or how a DAG is laid out (Manifests gives a root's
+// leaf list); package peer supplies all three.
+//
+// # Goals
+//
+//   - Swarming: a download draws on every peer that holds the root, and a
+//     peer serves the leaves it has verified while it is still downloading,
+//     so capacity grows with the crowd.
+//   - Never idle: one long-lived stream per remote and root, with many
+//     requests in flight, sized to each peer's measured rate.
+//   - Never corrupt: every block is hashed against its CID before it is
+//     stored or served on; a peer that sends a bad block is dropped.
+//   - Bounded: message length, requests a remote may queue, and requests
+//     in flight are all capped, whatever the file or swarm size.
+//
+// Non-goals: finding peers (the DHT's job), encryption and authentication
+// (libp2p's Noise or TLS secure every connection), and partial blocks
+// (blocks are at most 2 MiB and move whole).
+//
+// # Messages
+//
+// A client opens a stream with protocol ID and sends HELLO; after that the
+// stream carries, in both directions, messages framed as
+//
+//	uvarint length | type byte | body          (length counts type and body)
+//
+// A length of 0 or over MaxMessageLen (2 MiB + 64) is a protocol violation,
+// checked before anything is allocated. Unknown types are skipped; leftover
+// bytes in a known message are a violation. Types 8 to 15 are reserved.
+//
+//	type  name       direction        body
+//	1     HELLO      client → server  root CID (the first message)
+//	2     HAVE_MAP   server → client  uvarint n, then ⌈n/8⌉ bytes: bit i%8 of byte i/8 set if the server holds leaf i
+//	3     HAVE       server → client  uvarint i: the server now holds leaf i
+//	4     WANT       client → server  uvarint request ID, CID
+//	5     BLOCK      server → client  uvarint request ID, the block's bytes
+//	6     DONT_HAVE  server → client  uvarint request ID
+//	7     CANCEL     client → server  uvarint request ID
+//
+// Leaf i is the i-th distinct leaf CID of the root's DAG in depth-first
+// order (Manifests, duplicates removed): both sides compute the same list
+// from the same DAG. A server that does not know the root answers HAVE_MAP
+// with n = 0 and sends HAVEs as it learns; a client may still WANT any CID
+// (the DAG's internal nodes are fetched this way). Replies match requests by
+// ID, in any order; a server answers each WANT exactly once (BLOCK or
+// DONT_HAVE) unless it was cancelled first.
+//
+// # Limits and errors
+//
+//   - A remote may have at most 256 WANTs queued on one stream.
+//   - A stream idle for 5 minutes is closed; a write may take 60 s.
+//   - A malformed message, a message in the wrong direction, too many
+//     queued WANTs, or a BLOCK that does not hash to the CID asked for is a
+//     protocol violation: the stream is reset with
+//     network.StreamProtocolViolation, and a client drops that peer from
+//     the session for good.
+//   - Upload and download rate limits (WithMaxUpload, WithMaxDownload) are
+//     token buckets over block bytes, shared by all streams; waiting
+//     reservations are served in order, so remotes take turns.
+//
+// # Scheduling
+//
+// A session keeps every peer's window full: rarest leaf first across the
+// have-maps (random among equals), a window of rate × 2 s worth of
+// requests per peer (slow start from 2, at most 32), requests a peer sits
+// on for 3× their expected time given to others, and in the endgame (every
+// missing leaf requested) the last leaves asked of up to 3 peers, the
+// duplicates cancelled when one arrives.
+package transfer
