@@ -96,6 +96,7 @@ type Service struct {
 	up, down *rate.Limiter
 
 	mu       sync.Mutex
+	sent     map[cid.Cid]uint32                     // times each block was uploaded
 	subs     map[cid.Cid]map[*serverStream]struct{} // remotes interested in a root
 	sessions map[cid.Cid]map[*Session]struct{}
 	manifest map[cid.Cid]*leafIndex // roots with active sessions or subscribers
@@ -108,6 +109,7 @@ type Service struct {
 func New(h host.Host, bs BlockStore, m Manifests, opts ...Option) *Service {
 	s := &Service{
 		h: h, bs: bs, m: m,
+		sent:     map[cid.Cid]uint32{},
 		subs:     map[cid.Cid]map[*serverStream]struct{}{},
 		sessions: map[cid.Cid]map[*Session]struct{}{},
 		manifest: map[cid.Cid]*leafIndex{},
@@ -363,14 +365,7 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 		ss.mu.Lock()
 		haves := ss.haves
 		ss.haves = nil
-		var next *Msg
-		for len(ss.queue) > 0 && next == nil {
-			m := ss.queue[0]
-			ss.queue = ss.queue[1:]
-			if ss.queued[m.ID] == m {
-				next = m
-			}
-		}
+		next := ss.nextLocked()
 		ss.mu.Unlock()
 		ss.s.SetWriteDeadline(time.Now().Add(writeTimeout))
 		var err error
@@ -398,6 +393,7 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 				}
 			}
 			reply = &Msg{Type: MsgBlock, ID: next.ID, Data: data}
+			ss.svc.countSent(next.CID)
 		}
 		ss.mu.Lock()
 		delete(ss.queued, next.ID)
@@ -412,6 +408,44 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 			return
 		}
 	}
+}
+
+// nextLocked takes the queued WANT to serve next: the block this node has
+// uploaded least, oldest first among equals. A seed thus spreads distinct
+// blocks before sending any twice, while the remotes trade the rest (and
+// cancel what they get elsewhere meanwhile).
+func (ss *serverStream) nextLocked() *Msg {
+	live := ss.queue[:0]
+	for _, m := range ss.queue {
+		if ss.queued[m.ID] == m {
+			live = append(live, m)
+		}
+	}
+	ss.queue = live
+	if len(live) == 0 {
+		return nil
+	}
+	best := 0
+	ss.svc.mu.Lock()
+	bestSent := ss.svc.sent[live[0].CID]
+	for i := 1; i < len(live) && bestSent > 0; i++ {
+		if n := ss.svc.sent[live[i].CID]; n < bestSent {
+			best, bestSent = i, n
+		}
+	}
+	ss.svc.mu.Unlock()
+	m := live[best]
+	ss.queue = append(live[:best:best], live[best+1:]...)
+	return m
+}
+
+func (s *Service) countSent(c cid.Cid) {
+	s.mu.Lock()
+	if len(s.sent) > 1<<20 {
+		clear(s.sent) // a bound on memory; the counts only order a queue
+	}
+	s.sent[c]++
+	s.mu.Unlock()
 }
 
 // writeBlock writes a message, sending a block's bytes straight from

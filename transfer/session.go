@@ -29,6 +29,9 @@ const (
 	rediscoverFew  = 2 * time.Second
 	rediscoverMany = 15 * time.Second
 	dialTimeout    = 10 * time.Second
+	// endgameDelay is how long a leaf's request may be outstanding before
+	// the endgame asks another peer for it too.
+	endgameDelay = time.Second
 )
 
 // PeerStats counts what a session received from one peer.
@@ -58,6 +61,7 @@ type Session struct {
 	nextID  uint64
 	li      *leafIndex // set by Download
 	pk      *picker
+	askedAt map[int]time.Time // when each leaf's oldest live request went out
 	changed chan struct{}
 }
 
@@ -311,6 +315,7 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 		}
 		switch m.Type {
 		case MsgHave:
+			var moved *request
 			ss.mu.Lock()
 			if ss.li != nil && m.Index < uint64(len(ss.li.leaves)) {
 				if r.have == nil {
@@ -321,8 +326,12 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 					r.have[i/8] |= 1 << (i % 8)
 					ss.pk.avail[i]++
 				}
+				moved = ss.moveLocked(r, i)
 			}
 			ss.mu.Unlock()
+			if moved != nil {
+				ss.send(moved.r, &Msg{Type: MsgCancel, ID: moved.id})
+			}
 			ss.signal()
 		case MsgBlock:
 			if d := ss.svc.down; d != nil {
@@ -489,6 +498,9 @@ func (ss *Session) wantLocked(r *remote, c cid.Cid, idx int, reply chan []byte) 
 	r.inflight[req.id] = req
 	if idx >= 0 {
 		r.asked[idx] = req.id
+		if ss.pk.inflight[idx] == 0 {
+			ss.askedAt[idx] = req.sent
+		}
 		ss.pk.requested(idx)
 	}
 	return req
@@ -587,7 +599,7 @@ func (ss *Session) Download(ctx context.Context, leaves []cid.Cid) error {
 	}
 	ss.svc.mu.Unlock()
 	ss.mu.Lock()
-	ss.li, ss.pk = li, pk
+	ss.li, ss.pk, ss.askedAt = li, pk, map[int]time.Time{}
 	for _, r := range ss.remotes {
 		ss.applyHaveMapLocked(r)
 	}
@@ -616,6 +628,33 @@ func (ss *Session) Download(ctx context.Context, leaves []cid.Cid) error {
 	}
 }
 
+// moveLocked cancels the request for leaf i outstanding at another peer
+// when r, which now has it, has room in its window: that other peer (often
+// the only seeder) then spends its upload on leaves nobody else has yet.
+// It returns the cancelled request, or nil.
+func (ss *Session) moveLocked(r *remote, i int) *request {
+	if ss.pk == nil || !ss.pk.need[i] || active(r) >= r.win.size {
+		return nil
+	}
+	if _, mine := r.asked[i]; mine {
+		return nil
+	}
+	for _, o := range ss.remotes {
+		if o == r {
+			continue
+		}
+		if id, ok := o.asked[i]; ok {
+			req := o.inflight[id]
+			if req == nil || req.timedOut {
+				continue
+			}
+			ss.finishLocked(req)
+			return req
+		}
+	}
+	return nil
+}
+
 // scheduleLocked expires slow requests and fills every window; it returns
 // the requests to send.
 func (ss *Session) scheduleLocked(now time.Time) []*request {
@@ -634,8 +673,14 @@ func (ss *Session) scheduleLocked(now time.Time) []*request {
 	}
 	var out []*request
 	for _, r := range ss.remotes {
+		// In the endgame a leaf is asked of another peer only once its
+		// first request has had endgameDelay to arrive.
+		skip := func(i int) bool {
+			_, mine := r.asked[i]
+			return mine || now.Sub(ss.askedAt[i]) < endgameDelay
+		}
 		for active(r) < r.win.size {
-			i, ok := ss.pk.pick(r.has, func(i int) bool { _, ok := r.asked[i]; return ok })
+			i, ok := ss.pk.pick(r.has, skip)
 			if !ok {
 				break
 			}
