@@ -118,7 +118,7 @@ type window struct {
 
 // queueTime is how much transfer time a peer's pipeline should hold (as
 // libtorrent's request_queue_time).
-const queueTime = time.Second
+const queueTime = 2 * time.Second
 
 func newWindow(min, max int) window { return window{size: min, min: min, max: max} }
 

@@ -17,7 +17,7 @@ import (
 // Session tuning.
 const (
 	// minWindow and maxWindow bound each peer's requests in flight.
-	minWindow, maxWindow = 2, 32
+	minWindow, maxWindow = 4, 32
 	// requestFloor is the shortest time a request may wait before its
 	// leaf is also asked of another peer.
 	requestFloor = 2 * time.Second
