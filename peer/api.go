@@ -165,15 +165,25 @@ func (n *Node) apiAdd(w http.ResponseWriter, r *http.Request) {
 	ew.end(res, err)
 }
 
+// decodeCIDRequest decodes a request body into req and parses the CID it
+// names; on failure it has answered with a usage error.
+func decodeCIDRequest(w http.ResponseWriter, r *http.Request, req any, cidOf func() string) (cid.Cid, bool) {
+	if err := json.NewDecoder(r.Body).Decode(req); err != nil {
+		reply(w, nil, &APIError{Message: "bad request: " + err.Error(), Usage: true})
+		return cid.Undef, false
+	}
+	c, err := cid.Decode(cidOf())
+	if err != nil {
+		reply(w, nil, &APIError{Message: fmt.Sprintf("malformed CID %q", cidOf()), Usage: true})
+		return cid.Undef, false
+	}
+	return c, true
+}
+
 func (n *Node) apiGet(w http.ResponseWriter, r *http.Request) {
 	var req getRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		reply(w, nil, &APIError{Message: "bad request: " + err.Error(), Usage: true})
-		return
-	}
-	c, err := cid.Decode(req.CID)
-	if err != nil {
-		reply(w, nil, &APIError{Message: fmt.Sprintf("malformed CID %q", req.CID), Usage: true})
+	c, ok := decodeCIDRequest(w, r, &req, func() string { return req.CID })
+	if !ok {
 		return
 	}
 	ew := newEventWriter(w)
@@ -184,13 +194,8 @@ func (n *Node) apiGet(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) apiRm(w http.ResponseWriter, r *http.Request) {
 	var req rmRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		reply(w, nil, &APIError{Message: "bad request: " + err.Error(), Usage: true})
-		return
-	}
-	c, err := cid.Decode(req.CID)
-	if err != nil {
-		reply(w, nil, &APIError{Message: fmt.Sprintf("malformed CID %q", req.CID), Usage: true})
+	c, ok := decodeCIDRequest(w, r, &req, func() string { return req.CID })
+	if !ok {
 		return
 	}
 	reply(w, struct{}{}, n.Remove(r.Context(), c))

@@ -96,10 +96,12 @@ func (r *runner) run(p *peerNode, args ...string) (string, error) {
 
 // startSeed starts `p2pshare seed` for p and waits for its listen line and
 // its API socket.
-func (r *runner) startSeed(ctx context.Context, p *peerNode, boot string) error {
+func (r *runner) startSeed(ctx context.Context, p *peerNode, boot ...string) error {
 	args := []string{"seed", "--listen", fmt.Sprintf("/ip4/%s/tcp/%d", p.ip, r.port(p))}
-	if boot != "" {
-		args = append(args, "--bootstrap", boot)
+	for _, b := range boot {
+		if b != "" {
+			args = append(args, "--bootstrap", b)
+		}
 	}
 	if p.upload != "" {
 		args = append(args, "--max-upload", p.upload)

@@ -479,11 +479,13 @@ func (r *runner) dht(ctx context.Context, cfg config) error {
 		if err != nil {
 			return err
 		}
-		boot := ""
-		if i > 0 {
-			boot = peers[rand.IntN(len(peers))].addr
+		// Join through up to three earlier peers, as a real node would
+		// list several bootstrappers.
+		var boot []string
+		for _, k := range rand.Perm(len(peers))[:min(3, len(peers))] {
+			boot = append(boot, peers[k].addr)
 		}
-		if err := r.startSeed(ctx, p, boot); err != nil {
+		if err := r.startSeed(ctx, p, boot...); err != nil {
 			return err
 		}
 		peers = append(peers, p)

@@ -87,6 +87,24 @@ func listenAddrs(c *cli.Context) ([]ma.Multiaddr, error) {
 	return out, nil
 }
 
+// nodeFlags parses the flags that configure a node: --bootstrap (and
+// P2PSHARE_BOOTSTRAP), --listen, --max-upload and --max-download.
+func nodeFlags(c *cli.Context) (peer.NodeOptions, error) {
+	var opts peer.NodeOptions
+	var err error
+	if opts.Bootstrap, err = bootstrapPeers(c); err != nil {
+		return opts, err
+	}
+	if opts.Listen, err = listenAddrs(c); err != nil {
+		return opts, err
+	}
+	if opts.MaxUpload, err = rateFlag(c, "max-upload"); err != nil {
+		return opts, err
+	}
+	opts.MaxDownload, err = rateFlag(c, "max-download")
+	return opts, err
+}
+
 // rateFlag parses a RATE flag.
 func rateFlag(c *cli.Context, name string) (int64, error) {
 	r, err := parseRate(c.String(name))

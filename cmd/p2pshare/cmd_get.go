@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 	"github.com/urfave/cli/v2"
 
 	"github.com/p2pshare/p2pshare/peer"
@@ -15,15 +13,12 @@ import (
 
 // GetOptions are the flags of get.
 type GetOptions struct {
-	Root        cid.Cid
-	Out         string
-	Force       bool
-	Timeout     time.Duration
-	Seed        bool
-	Bootstrap   []libp2ppeer.AddrInfo
-	Listen      []ma.Multiaddr
-	MaxUpload   int64
-	MaxDownload int64
+	Root    cid.Cid
+	Out     string
+	Force   bool
+	Timeout time.Duration
+	Seed    bool
+	peer.NodeOptions
 }
 
 func newGetCommand() *cli.Command {
@@ -47,16 +42,7 @@ func newGetCommand() *cli.Command {
 			if opts.Root, err = parseCID(c); err != nil {
 				return err
 			}
-			if opts.Bootstrap, err = bootstrapPeers(c); err != nil {
-				return err
-			}
-			if opts.Listen, err = listenAddrs(c); err != nil {
-				return err
-			}
-			if opts.MaxUpload, err = rateFlag(c, "max-upload"); err != nil {
-				return err
-			}
-			if opts.MaxDownload, err = rateFlag(c, "max-download"); err != nil {
+			if opts.NodeOptions, err = nodeFlags(c); err != nil {
 				return err
 			}
 			opts.Out, opts.Force, opts.Timeout, opts.Seed = c.String("output"), c.Bool("force"), c.Duration("timeout"), c.Bool("seed")
@@ -90,10 +76,7 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 			return err
 		}
 		defer r.Close()
-		node, err = peer.Start(ctx, r, peer.NodeOptions{
-			Listen: opts.Listen, Bootstrap: opts.Bootstrap,
-			MaxUpload: opts.MaxUpload, MaxDownload: opts.MaxDownload,
-		})
+		node, err = peer.Start(ctx, r, opts.NodeOptions)
 		if err != nil {
 			return err
 		}

@@ -25,18 +25,8 @@ func newSeedCommand() *cli.Command {
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus-style metrics on this host:port (e.g. 127.0.0.1:9090)"},
 		},
 		Action: func(c *cli.Context) error {
-			var opts peer.NodeOptions
-			var err error
-			if opts.Bootstrap, err = bootstrapPeers(c); err != nil {
-				return err
-			}
-			if opts.Listen, err = listenAddrs(c); err != nil {
-				return err
-			}
-			if opts.MaxUpload, err = rateFlag(c, "max-upload"); err != nil {
-				return err
-			}
-			if opts.MaxDownload, err = rateFlag(c, "max-download"); err != nil {
+			opts, err := nodeFlags(c)
+			if err != nil {
 				return err
 			}
 			return runSeed(c.Context, c.String("repo"), opts, c.String("metrics"), newPrinter(c))
