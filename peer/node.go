@@ -45,9 +45,11 @@ type Node struct {
 	log *slog.Logger
 	bw  *metrics.BandwidthCounter
 	// life ends when Close is called; background work derives from it.
-	life   context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	life      context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start brings a node up on repo: it listens, joins the DHT through the
@@ -131,13 +133,16 @@ func ParseBootstrap(addrs []string) ([]libp2ppeer.AddrInfo, error) {
 }
 
 // Close stops the node: the transfer service, the DHT and the host. It does
-// not close the repo.
+// not close the repo. Closing twice is harmless.
 func (n *Node) Close() error {
-	n.cancel()
-	n.wg.Wait()
-	n.Transfer.Close()
-	n.DHT.Close()
-	return n.Host.Close()
+	n.closeOnce.Do(func() {
+		n.cancel()
+		n.wg.Wait()
+		n.Transfer.Close()
+		n.DHT.Close()
+		n.closeErr = n.Host.Close()
+	})
+	return n.closeErr
 }
 
 // Addrs returns the node's listen addresses with /p2p/<peer ID> appended.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,5 +198,57 @@ func TestGetFolder(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(other); string(got) != "mine" {
 		t.Fatal("existing file was overwritten")
+	}
+}
+
+// TestGetEveryPeerVanishes: the only provider goes away mid-download; get
+// fails with ErrStalled after its timeout, keeps what it verified, and a
+// later get from another provider fetches only the rest.
+func TestGetEveryPeerVanishes(t *testing.T) {
+	a := startNode(t, NodeOptions{})
+	root, data := addFile(t, a, 8<<20, 256<<10)
+	b := startNode(t, NodeOptions{MaxDownload: 4 << 20}, a)
+	out := filepath.Join(t.TempDir(), "v.bin")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var once sync.Once
+	_, err := b.Get(ctx, root, GetOptions{Out: out, Timeout: 2 * time.Second, Interval: 20 * time.Millisecond, Progress: func(p GetProgress) {
+		if p.BytesDone >= 2<<20 {
+			once.Do(func() { a.Close() })
+		}
+	}})
+	if !errors.Is(err, ErrStalled) {
+		t.Fatalf("err = %v, want ErrStalled", err)
+	}
+	roots, _ := b.Repo.List(ctx)
+	if len(roots) != 1 || roots[0].State != StatePartial {
+		t.Fatalf("ls after the failure: %+v, want one partial root", roots)
+	}
+	// Another provider appears: the download resumes.
+	c := startNode(t, NodeOptions{})
+	src := filepath.Join(t.TempDir(), "src.bin")
+	os.WriteFile(src, data, 0o644)
+	if _, err := c.Add(ctx, src, AddOptions{Options: chunker.Options{ChunkSize: 256 << 10}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Host.Connect(ctx, libp2ppeer.AddrInfo{ID: b.Host.ID(), Addrs: b.Host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DHT.Provide(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.Get(ctx, root, GetOptions{Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fetched uint64
+	for _, v := range res.From {
+		fetched += v
+	}
+	if fetched >= uint64(len(data)) {
+		t.Errorf("resumed get fetched %d of %d bytes", fetched, len(data))
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
+		t.Fatal("resumed download differs")
 	}
 }

@@ -79,11 +79,15 @@ func WithMaxDownload(bytesPerSec int64) Option {
 	return func(s *Service) { s.down = newLimiter(bytesPerSec) }
 }
 
+// limiterBurst is the rate limiters' bucket: 64 KiB, so a cap holds within
+// a fraction of a percent over any second.
+const limiterBurst = 64 << 10
+
 func newLimiter(bps int64) *rate.Limiter {
 	if bps <= 0 {
 		return nil
 	}
-	return rate.NewLimiter(rate.Limit(bps), MaxMessageLen)
+	return rate.NewLimiter(rate.Limit(bps), limiterBurst)
 }
 
 // Service serves blocks to remotes and runs download sessions. It is safe
@@ -101,8 +105,9 @@ type Service struct {
 	sessions map[cid.Cid]map[*Session]struct{}
 	manifest map[cid.Cid]*leafIndex // roots with active sessions or subscribers
 
-	wg     sync.WaitGroup
-	closed chan struct{}
+	wg        sync.WaitGroup
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // New starts the service on h: it registers the protocol handler.
@@ -123,7 +128,13 @@ func New(h host.Host, bs BlockStore, m Manifests, opts ...Option) *Service {
 }
 
 // Close removes the handler and waits for the streams it serves to end.
+// Closing twice is harmless.
 func (s *Service) Close() error {
+	first := false
+	s.closeOnce.Do(func() { first = true })
+	if !first {
+		return nil
+	}
 	s.h.RemoveStreamHandler(ID)
 	close(s.closed)
 	s.mu.Lock()
@@ -358,9 +369,13 @@ func (ss *serverStream) readLoop(ctx context.Context, br *bufio.Reader) {
 
 // writeLoop sends HAVEs and serves queued WANTs one block at a time.
 // Blocks of all remotes share the upload limiter, whose reservations are
-// granted in order, so remotes are served in turn.
+// granted in order, so remotes are served in turn. A block this node has
+// already uploaded waits (up to maxDefer) while another remote is queued
+// for one it has not: a seed facing a crowd sends every block once before
+// sending any twice, and the crowd trades the copies.
 func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 	var scratch []byte
+	var deferredSince time.Time
 	for {
 		ss.mu.Lock()
 		haves := ss.haves
@@ -374,35 +389,42 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 				return
 			}
 		}
-		if next == nil {
+		if next == nil || ss.deferred(next, &deferredSince) {
 			if bw.Flush() != nil {
 				return
 			}
+			var retry <-chan time.Time
+			if next != nil {
+				retry = time.After(deferPoll)
+			}
 			select {
 			case <-ss.wake:
-				continue
+			case <-retry:
 			case <-ctx.Done():
 				return
 			}
+			continue
+		}
+		ss.mu.Lock()
+		live := ss.queued[next.ID] == next
+		delete(ss.queued, next.ID)
+		ss.mu.Unlock()
+		if !live {
+			continue // cancelled meanwhile
 		}
 		reply := &Msg{Type: MsgDontHave, ID: next.ID}
 		if data, err := ss.svc.bs.Get(ctx, next.CID); err == nil && len(data) <= MaxBlockSize {
-			if ss.svc.up != nil {
-				if err := ss.svc.up.WaitN(ctx, len(data)); err != nil {
-					return
-				}
+			if err := waitBytes(ctx, ss.svc.up, len(data)); err != nil {
+				return
 			}
 			reply = &Msg{Type: MsgBlock, ID: next.ID, Data: data}
 			ss.svc.countSent(next.CID)
 		}
-		ss.mu.Lock()
-		delete(ss.queued, next.ID)
-		ss.mu.Unlock()
 		if scratch, err = writeBlock(bw, reply, scratch); err != nil {
 			return
 		}
 		ss.mu.Lock()
-		more := len(ss.queue) > 0
+		more := len(ss.queued) > 0
 		ss.mu.Unlock()
 		if !more && bw.Flush() != nil {
 			return
@@ -410,10 +432,86 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 	}
 }
 
-// nextLocked takes the queued WANT to serve next: the block this node has
-// uploaded least, oldest first among equals. A seed thus spreads distinct
-// blocks before sending any twice, while the remotes trade the rest (and
-// cancel what they get elsewhere meanwhile).
+// Deferral of blocks already uploaded once.
+const (
+	maxDefer  = 500 * time.Millisecond
+	deferPoll = 20 * time.Millisecond
+)
+
+// deferred reports whether next, a block already uploaded, should wait
+// because another remote is queued for one not yet uploaded; since tracks
+// how long this stream has waited, bounded by maxDefer.
+func (ss *serverStream) deferred(next *Msg, since *time.Time) bool {
+	if ss.svc.sentCount(next.CID) == 0 || !ss.svc.freshElsewhere(ss) {
+		*since = time.Time{}
+		return false
+	}
+	if since.IsZero() {
+		*since = time.Now()
+	}
+	if time.Since(*since) > maxDefer {
+		*since = time.Time{}
+		return false
+	}
+	return true
+}
+
+func (s *Service) sentCount(c cid.Cid) uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent[c]
+}
+
+// freshElsewhere reports whether a stream other than ss has a WANT queued
+// for a block this node has never uploaded.
+func (s *Service) freshElsewhere(ss *serverStream) bool {
+	s.mu.Lock()
+	var others []*serverStream
+	for _, subs := range s.subs {
+		for o := range subs {
+			if o != ss {
+				others = append(others, o)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, o := range others {
+		o.mu.Lock()
+		var fresh bool
+		s.mu.Lock()
+		for _, m := range o.queue {
+			if o.queued[m.ID] == m && s.sent[m.CID] == 0 {
+				fresh = true
+				break
+			}
+		}
+		s.mu.Unlock()
+		o.mu.Unlock()
+		if fresh {
+			return true
+		}
+	}
+	return false
+}
+
+// waitBytes takes n bytes from lim (nil: no limit) in steps no larger than
+// its burst, so the burst can stay small and the cap tight.
+func waitBytes(ctx context.Context, lim *rate.Limiter, n int) error {
+	if lim == nil {
+		return nil
+	}
+	for n > 0 {
+		k := min(n, lim.Burst())
+		if err := lim.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
+// nextLocked returns the queued WANT to serve next, leaving it queued: the
+// block this node has uploaded least, oldest first among equals.
 func (ss *serverStream) nextLocked() *Msg {
 	live := ss.queue[:0]
 	for _, m := range ss.queue {
@@ -434,9 +532,7 @@ func (ss *serverStream) nextLocked() *Msg {
 		}
 	}
 	ss.svc.mu.Unlock()
-	m := live[best]
-	ss.queue = append(live[:best:best], live[best+1:]...)
-	return m
+	return live[best]
 }
 
 func (s *Service) countSent(c cid.Cid) {

@@ -334,10 +334,8 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 			}
 			ss.signal()
 		case MsgBlock:
-			if d := ss.svc.down; d != nil {
-				if err := d.WaitN(ss.life, len(m.Data)); err != nil {
-					return
-				}
+			if err := waitBytes(ss.life, ss.svc.down, len(m.Data)); err != nil {
+				return
 			}
 			if !ss.block(r, m) {
 				return
