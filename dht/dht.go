@@ -170,6 +170,13 @@ func (d *DHT) Unprovide(c cid.Cid) {
 // FindProviders reports the peers that provide c, other than this node.
 // The channel closes when the search ends or ctx is done.
 func (d *DHT) FindProviders(ctx context.Context, c cid.Cid) <-chan peer.AddrInfo {
+	if d.kad.RoutingTable().Size() == 0 {
+		// Every peer we knew is gone (they restarted, or we were offline):
+		// rejoin through the bootstrap peers before looking up.
+		for _, ai := range d.boot {
+			d.h.Connect(ctx, ai)
+		}
+	}
 	out := make(chan peer.AddrInfo)
 	in := d.kad.FindProvidersAsync(ctx, c, 0)
 	go func() {

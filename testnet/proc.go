@@ -204,9 +204,12 @@ type getResult struct {
 // get runs `p2pshare --json get` for p, recording progress. finished (if
 // set) is called once the download ends, well or badly; with keepSeeding
 // the process stays up after its summary (as --seed) until stop closes.
-func (r *runner) get(ctx context.Context, p *peerNode, root, out, boot string, keepSeeding bool, stop <-chan struct{}, finished func()) (*getResult, error) {
-	args := []string{"--json", "get", root, "-o", out, "--bootstrap", boot, "--timeout", r.timeout.String(),
+func (r *runner) get(ctx context.Context, p *peerNode, root, out string, boot []string, keepSeeding bool, stop <-chan struct{}, finished func()) (*getResult, error) {
+	args := []string{"--json", "get", root, "-o", out, "--timeout", r.timeout.String(),
 		"--listen", fmt.Sprintf("/ip4/%s/tcp/%d", p.ip, r.port(p))}
+	for _, b := range boot {
+		args = append(args, "--bootstrap", b)
+	}
 	if p.upload != "" {
 		args = append(args, "--max-upload", p.upload)
 	}

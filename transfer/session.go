@@ -55,6 +55,7 @@ type Session struct {
 
 	mu      sync.Mutex
 	remotes map[peer.ID]*remote
+	known   map[peer.ID]peer.AddrInfo // every peer ever offered, to retry
 	dialing map[peer.ID]bool
 	banned  map[peer.ID]bool
 	stats   map[peer.ID]*PeerStats
@@ -87,6 +88,7 @@ type remote struct {
 	inflight map[uint64]*request
 	asked    map[int]uint64 // leaf index -> request ID
 	gone     bool
+	closed   chan struct{} // closed when the remote is dropped
 }
 
 func (r *remote) has(i int) bool { return r.have != nil && r.have[i/8]&(1<<(i%8)) != 0 }
@@ -97,7 +99,7 @@ func (s *Service) NewSession(root cid.Cid, prov Providers) *Session {
 	life, cancel := context.WithCancel(context.Background())
 	ss := &Session{
 		svc: s, root: root, prov: prov, life: life, cancel: cancel,
-		remotes: map[peer.ID]*remote{}, dialing: map[peer.ID]bool{}, banned: map[peer.ID]bool{},
+		remotes: map[peer.ID]*remote{}, known: map[peer.ID]peer.AddrInfo{}, dialing: map[peer.ID]bool{}, banned: map[peer.ID]bool{},
 		stats: map[peer.ID]*PeerStats{}, changed: make(chan struct{}, 1),
 	}
 	s.mu.Lock()
@@ -154,9 +156,36 @@ func (ss *Session) signal() {
 // start begins peer discovery, once.
 func (ss *Session) start() {
 	ss.once.Do(func() {
-		ss.wg.Add(1)
+		ss.wg.Add(2)
 		go ss.discover()
+		go ss.redial()
 	})
+}
+
+// redial tries again, every rediscoverFew, the peers seen before and since
+// gone (a seed that restarted, a peer that was briefly unreachable).
+func (ss *Session) redial() {
+	defer ss.wg.Done()
+	t := time.NewTicker(rediscoverFew)
+	defer t.Stop()
+	for {
+		select {
+		case <-ss.life.Done():
+			return
+		case <-t.C:
+		}
+		ss.mu.Lock()
+		var retry []peer.AddrInfo
+		for id, ai := range ss.known {
+			if ss.remotes[id] == nil && !ss.dialing[id] && !ss.banned[id] {
+				retry = append(retry, ai)
+			}
+		}
+		ss.mu.Unlock()
+		for _, ai := range retry {
+			ss.addCandidate(ai)
+		}
+	}
 }
 
 // discover asks Providers for peers, again and again while the session
@@ -192,6 +221,9 @@ func (ss *Session) addCandidate(ai peer.AddrInfo) {
 		return
 	}
 	ss.dialing[ai.ID] = true
+	if len(ai.Addrs) > 0 || ss.known[ai.ID].ID == "" {
+		ss.known[ai.ID] = ai
+	}
 	ss.mu.Unlock()
 	ss.wg.Add(1)
 	go func() {
@@ -212,7 +244,10 @@ func (ss *Session) open(ai peer.AddrInfo) error {
 	defer cancel()
 	h := ss.svc.h
 	if h.Network().Connectedness(ai.ID) != network.Connected {
-		if err := h.Connect(ctx, ai); err != nil {
+		// The discover loop paces retries itself (a seed that restarted
+		// must be reachable again at once), so skip the swarm's backoff.
+		dctx := network.WithForceDirectDial(ctx, "p2pshare: provider of a root being fetched")
+		if err := h.Connect(dctx, ai); err != nil {
 			return err
 		}
 	}
@@ -234,7 +269,7 @@ func (ss *Session) open(ai peer.AddrInfo) error {
 	}
 	st.SetDeadline(time.Time{})
 	r := &remote{id: ai.ID, s: st, out: make(chan *Msg, 2*maxWindow+8), win: newWindow(minWindow, maxWindow),
-		inflight: map[uint64]*request{}, asked: map[int]uint64{}}
+		inflight: map[uint64]*request{}, asked: map[int]uint64{}, closed: make(chan struct{})}
 	if hm.Count > 0 {
 		r.have, r.count = hm.Bits, hm.Count
 	}
@@ -280,6 +315,8 @@ func (ss *Session) writeLoop(r *remote, bw *bufio.Writer) {
 		var m *Msg
 		select {
 		case m = <-r.out:
+		case <-r.closed:
+			return
 		case <-ss.life.Done():
 			return
 		}
@@ -299,6 +336,7 @@ func (ss *Session) writeLoop(r *remote, bw *bufio.Writer) {
 func (ss *Session) send(r *remote, m *Msg) {
 	select {
 	case r.out <- m:
+	case <-r.closed:
 	case <-ss.life.Done():
 	}
 }
@@ -457,6 +495,7 @@ func (ss *Session) drop(r *remote, bad bool) {
 		return
 	}
 	r.gone = true
+	close(r.closed)
 	if ss.remotes[r.id] == r {
 		delete(ss.remotes, r.id)
 	}

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -106,12 +107,17 @@ func (m *Msg) Encode(b []byte) []byte {
 // ReadMsg reads one message from r. It checks the length against
 // MaxMessageLen before allocating. Messages of unknown type are read and
 // returned with only Type set, for the caller to skip. A malformed message
-// gives an error wrapping ErrProtocol; the end of the stream, io.EOF.
+// gives an error wrapping ErrProtocol; the end of the stream between
+// messages, io.EOF; a stream that breaks off mid-message (a peer that
+// vanished), an error that is not ErrProtocol.
 func ReadMsg(r io.ByteReader, rd io.Reader) (*Msg, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
-		if errors.Is(err, io.EOF) {
+		switch {
+		case err == io.EOF:
 			return nil, io.EOF
+		case !errors.Is(err, errVarintOverflow):
+			return nil, fmt.Errorf("reading message length: %w", err)
 		}
 		return nil, fmt.Errorf("%w: reading length: %v", ErrProtocol, err)
 	}
@@ -120,10 +126,17 @@ func ReadMsg(r io.ByteReader, rd io.Reader) (*Msg, error) {
 	}
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(rd, buf); err != nil {
-		return nil, fmt.Errorf("%w: short message: %v", ErrProtocol, err)
+		return nil, fmt.Errorf("reading a %d-byte message: %w", n, err)
 	}
 	return DecodeMsg(buf)
 }
+
+// errVarintOverflow is binary.ReadUvarint's (unexported) error for a
+// varint longer than 64 bits, which only a broken peer sends.
+var errVarintOverflow = func() error {
+	_, err := binary.ReadUvarint(bytes.NewReader(bytes.Repeat([]byte{0xff}, 11)))
+	return err
+}()
 
 // DecodeMsg decodes a message body (type byte first). Leftover bytes are an
 // error.
