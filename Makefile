@@ -21,8 +21,9 @@ demo:
 testnet:
 	./testnet/run.sh $(ARGS)
 
+# The Go benchmarks (each beside its reference), then the testnet's scale
+# and flashcrowd scenarios, summed up in one table of ratios.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./chunker ./transfer
 	./testnet/run.sh bench
 
 # Run each fuzz target for FUZZTIME (the seed corpora run in `make test`).

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -562,8 +563,13 @@ func (r *runner) dht(ctx context.Context, cfg config) error {
 	return nil
 }
 
-// bench runs scale and flashcrowd and prints one table of ratios.
+// bench runs the Go benchmarks, scale and flashcrowd, and prints one table
+// of ratios.
 func (r *runner) bench(ctx context.Context, cfg config) error {
+	goRows, err := goBenchmarks(ctx)
+	if err != nil {
+		return err
+	}
 	rows, err := r.scale(ctx, cfg)
 	if err != nil {
 		return err
@@ -573,6 +579,7 @@ func (r *runner) bench(ctx context.Context, cfg config) error {
 		return err
 	}
 	t := table{head: []string{"measure", "figure", "reference", "ratio", "target"}}
+	t.rows = append(t.rows, goRows...)
 	for _, s := range rows {
 		t.rows = append(t.rows, []string{fmt.Sprintf("scale k=%d", s.K), fmt.Sprintf("%.1f Mbit/s", s.Mbit), fmt.Sprintf("%.0f Mbit/s (sum of caps)", s.CapMbit), fmt.Sprintf("%.2f", s.Ratio), ">= 0.90"})
 	}
@@ -588,4 +595,51 @@ func (r *runner) bench(ctx context.Context, cfg config) error {
 // max(F/uSeed, n*F/(uSeed + n*uDl)), and the client-server time n*F/uSeed.
 func crowdBounds(F, uSeed, uDl float64, n int) (lower, clientServer float64) {
 	return math.Max(F/uSeed, float64(n)*F/(uSeed+float64(n)*uDl)), float64(n) * F / uSeed
+}
+
+// goBenchmarks runs the Go benchmarks that measure against a reference in
+// the same run and returns one table row each.
+func goBenchmarks(ctx context.Context) ([][]string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Println("go benchmarks: chunker add, transfer, get (a minute or two) ...")
+	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "^(BenchmarkAdd|BenchmarkDownload|BenchmarkGet)$", "-benchtime", "2x", "./chunker", "./transfer", "./peer")
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("go benchmarks: %v\n%s", err, out)
+	}
+	fmt.Print(string(out))
+	metrics := parseBench(string(out))
+	f := func(name, key string) string { return fmt.Sprintf("%.0f MB/s", metrics[name][key]) }
+	x := func(name, key string) string { return fmt.Sprintf("%.2f", metrics[name][key]) }
+	return [][]string{
+		{"add (chunker)", f("BenchmarkAdd", "add-MB/s"), f("BenchmarkAdd", "sha256-MB/s") + " (SHA-256, 1 core)", x("BenchmarkAdd", "x-sha256"), ">= 1.0"},
+		{"transfer 1 to 1 (memory)", f("BenchmarkDownload", "get-MB/s"), f("BenchmarkDownload", "raw-MB/s") + " (raw stream)", x("BenchmarkDownload", "x-raw"), ">= 0.7"},
+		{"get 1 GiB disk to disk", f("BenchmarkGet", "get-MB/s"), f("BenchmarkGet", "raw-MB/s") + " (raw stream)", x("BenchmarkGet", "x-raw"), ">= 0.7"},
+		{"get 1 GiB disk to disk", f("BenchmarkGet", "get-MB/s"), f("BenchmarkGet", "raw-file-MB/s") + " (raw stream to file)", x("BenchmarkGet", "x-raw-file"), ""},
+	}, nil
+}
+
+// parseBench reads `go test -bench` output: benchmark name (without the
+// -N suffix) to unit to value.
+func parseBench(out string) map[string]map[string]float64 {
+	res := map[string]map[string]float64{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		name, _, _ := strings.Cut(f[0], "-")
+		m := map[string]float64{}
+		for i := 2; i+1 < len(f); i += 2 {
+			if v, err := strconv.ParseFloat(f[i], 64); err == nil {
+				m[f[i+1]] = v
+			}
+		}
+		res[name] = m
+	}
+	return res
 }

@@ -91,3 +91,11 @@ func TestCrowdBounds(t *testing.T) {
 		})
 	}
 }
+
+func TestParseBench(t *testing.T) {
+	out := "BenchmarkAdd-2   	       5	  89344030 ns/op	3004.51 MB/s	      3005 add-MB/s	      1779 sha256-MB/s	         1.689 x-sha256\nPASS\n"
+	m := parseBench(out)["BenchmarkAdd"]
+	if m["add-MB/s"] != 3005 || m["x-sha256"] != 1.689 || m["MB/s"] != 3004.51 {
+		t.Fatalf("parsed %v", m)
+	}
+}
