@@ -60,10 +60,36 @@ type Session struct {
 	banned  map[peer.ID]bool
 	stats   map[peer.ID]*PeerStats
 	nextID  uint64
-	li      *leafIndex // set by Download
+	puts    chan arrival // blocks received, for the put workers
+	li      *leafIndex   // set by Download
 	pk      *picker
 	askedAt map[int]time.Time // when each leaf's oldest live request went out
 	changed chan struct{}
+}
+
+// Put pipeline: blocks waiting to be verified and stored, and the
+// goroutines that do it. The queue bounds memory at putQueue blocks.
+const (
+	putQueue   = 8
+	putWorkers = 2
+)
+
+// arrival is a BLOCK received from r.
+type arrival struct {
+	r *remote
+	m *Msg
+}
+
+func (ss *Session) putLoop() {
+	defer ss.wg.Done()
+	for {
+		select {
+		case a := <-ss.puts:
+			ss.block(a.r, a.m)
+		case <-ss.life.Done():
+			return
+		}
+	}
 }
 
 // request is one WANT in flight.
@@ -101,6 +127,13 @@ func (s *Service) NewSession(root cid.Cid, prov Providers) *Session {
 		svc: s, root: root, prov: prov, life: life, cancel: cancel,
 		remotes: map[peer.ID]*remote{}, known: map[peer.ID]peer.AddrInfo{}, dialing: map[peer.ID]bool{}, banned: map[peer.ID]bool{},
 		stats: map[peer.ID]*PeerStats{}, changed: make(chan struct{}, 1),
+		puts: make(chan arrival, putQueue),
+	}
+	// Received blocks are verified and stored by putWorkers goroutines, so
+	// that reading the network and writing the disk overlap.
+	for range putWorkers {
+		ss.wg.Add(1)
+		go ss.putLoop()
 	}
 	s.mu.Lock()
 	if s.sessions[root] == nil {
@@ -375,7 +408,11 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 			if err := waitBytes(ss.life, ss.svc.down, len(m.Data)); err != nil {
 				return
 			}
-			if !ss.block(r, m) {
+			select {
+			case ss.puts <- arrival{r, m}:
+			case <-r.closed:
+				return
+			case <-ss.life.Done():
 				return
 			}
 		case MsgDontHave:
@@ -402,8 +439,8 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 	}
 }
 
-// block verifies and stores a BLOCK. It reports false if the remote was
-// dropped for sending a bad one.
+// block verifies and stores a BLOCK; a remote that sent a bad one is
+// dropped (and its stream reset). It reports whether the block was good.
 func (ss *Session) block(r *remote, m *Msg) bool {
 	ss.mu.Lock()
 	req := r.inflight[m.ID]
