@@ -30,7 +30,6 @@ type Store struct {
 	mu        sync.Mutex
 	downloads map[*download]struct{}
 	manifests map[cid.Cid][]cid.Cid
-	onPut     func(c cid.Cid)
 }
 
 func newStore(ix *index) *Store {
@@ -123,7 +122,6 @@ func (s *Store) Put(ctx context.Context, c cid.Cid, data []byte) error {
 			targets = append(targets, d)
 		}
 	}
-	onPut := s.onPut
 	s.mu.Unlock()
 	if len(targets) == 0 {
 		if ok, _ := s.ix.ds.Has(ctx, blockKey(c)); ok {
@@ -137,9 +135,6 @@ func (s *Store) Put(ctx context.Context, c cid.Cid, data []byte) error {
 		if err := d.write(ctx, s.ix, c, data); err != nil {
 			return err
 		}
-	}
-	if onPut != nil {
-		onPut(c)
 	}
 	return nil
 }

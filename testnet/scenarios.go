@@ -605,7 +605,8 @@ func goBenchmarks(ctx context.Context) ([][]string, error) {
 		return nil, err
 	}
 	fmt.Println("go benchmarks: chunker add, transfer, get (a minute or two) ...")
-	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "^(BenchmarkAdd|BenchmarkDownload|BenchmarkGet)$", "-benchtime", "2x", "./chunker", "./transfer", "./peer")
+	// -p 1: one package at a time, or the benchmarks share the cores.
+	cmd := exec.CommandContext(ctx, "go", "test", "-p", "1", "-run", "^$", "-bench", "^(BenchmarkAdd|BenchmarkDownload|BenchmarkGet)$", "-benchtime", "2x", "./chunker", "./transfer", "./peer")
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
