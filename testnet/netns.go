@@ -17,6 +17,17 @@ type netns struct {
 	mu     sync.Mutex
 	made   []string // namespaces to delete
 	n      int
+	sysctl map[string]string // kernel settings changed, to restore
+}
+
+// neighLimits raise the kernel's neighbour (ARP) table thresholds for the
+// run. They are global to all namespaces, and a full mesh of n peers needs
+// n² entries: past the default 1024 (about 33 peers) new entries are
+// refused and a new peer's packets never leave its namespace.
+var neighLimits = map[string]string{
+	"/proc/sys/net/ipv4/neigh/default/gc_thresh1": "8192",
+	"/proc/sys/net/ipv4/neigh/default/gc_thresh2": "16384",
+	"/proc/sys/net/ipv4/neigh/default/gc_thresh3": "32768",
 }
 
 func (n *netns) bridgeNS() string { return n.prefix + "-br" }
@@ -48,6 +59,17 @@ func netnsUnavailable() string {
 }
 
 func (n *netns) setup() error {
+	n.sysctl = map[string]string{}
+	for path, v := range neighLimits {
+		old, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", path, err)
+		}
+		if err := os.WriteFile(path, []byte(v), 0o644); err != nil {
+			return fmt.Errorf("raising %s: %w", path, err)
+		}
+		n.sysctl[path] = strings.TrimSpace(string(old))
+	}
 	br := n.bridgeNS()
 	if err := sh("ip", "netns", "add", br); err != nil {
 		return err
@@ -105,7 +127,7 @@ func (n *netns) addPeer(capMbit int) (string, string, error) {
 }
 
 // teardown deletes every namespace made (their veths and qdiscs go with
-// them).
+// them) and restores the kernel settings it changed.
 func (n *netns) teardown() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -113,6 +135,13 @@ func (n *netns) teardown() {
 		sh("ip", "netns", "del", n.made[i])
 	}
 	n.made = nil
+	for _, k := range []string{"gc_thresh1", "gc_thresh2", "gc_thresh3"} {
+		path := "/proc/sys/net/ipv4/neigh/default/" + k
+		if old, ok := n.sysctl[path]; ok {
+			os.WriteFile(path, []byte(old), 0o644)
+		}
+	}
+	n.sysctl = nil
 }
 
 // freePort asks the kernel for a free loopback TCP port.

@@ -471,13 +471,6 @@ func (r *runner) dht(ctx context.Context, cfg config) error {
 	n := cfg.peers
 	if n == 0 {
 		n = 50
-		if r.mode == "netns" {
-			// Known limit: past about 33 namespaces on one bridge, a new
-			// peer's dials time out here (not yet diagnosed; plain TCP
-			// between 40 namespaces works). netns mode runs 30.
-			n = 30
-			fmt.Println("dht: netns mode runs 30 peers (known limit, see testnet/README.md); -peers overrides")
-		}
 		if cfg.quick {
 			n = 6
 		}
