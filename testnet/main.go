@@ -41,6 +41,8 @@ type runner struct {
 	procs   procs
 	net     *netns
 
+	cleanOnce sync.Once
+
 	mu    sync.Mutex
 	names map[string]string // peer ID -> name
 	ports map[*peerNode]int
@@ -80,6 +82,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "testnet:", err)
 		os.Exit(1)
 	}
+	// On Ctrl-C or SIGTERM, clean up at once (processes may be mid-run)
+	// and exit; otherwise when the scenario ends.
+	go func() {
+		<-ctx.Done()
+		fmt.Fprintln(os.Stderr, "testnet: interrupted, cleaning up")
+		r.cleanup()
+		os.Exit(130)
+	}()
 	err = r.runScenario(ctx, scenario, cfg)
 	r.cleanup()
 	if err != nil {
@@ -148,8 +158,13 @@ func newRunner(ctx context.Context, bin, out, mode, scenario string, timeout tim
 	return r, nil
 }
 
-// cleanup ends every process and removes namespaces and repos.
+// cleanup ends every process and removes namespaces and repos. Later
+// calls wait for the first to finish and do nothing more.
 func (r *runner) cleanup() {
+	r.cleanOnce.Do(r.doCleanup)
+}
+
+func (r *runner) doCleanup() {
 	r.procs.stopAll(10 * time.Second)
 	if r.net != nil {
 		r.net.teardown()
