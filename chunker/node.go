@@ -21,6 +21,7 @@ const (
 	KindSymlink   Kind = 4 // a UnixFS symlink
 )
 
+// String names the kind.
 func (k Kind) String() string {
 	switch k {
 	case KindRaw:

@@ -31,6 +31,7 @@ type APIError struct {
 	Usage bool `json:"usage,omitempty"`
 }
 
+// Error returns the seed's message.
 func (e *APIError) Error() string { return e.Message }
 
 // IsUsage reports whether err means the command was wrong (a missing path,

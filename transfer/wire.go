@@ -42,6 +42,7 @@ const (
 	MsgCancel   MsgType = 7 // client→server: request ID
 )
 
+// String names the message type as doc.go does.
 func (t MsgType) String() string {
 	switch t {
 	case MsgHello:
