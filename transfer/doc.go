@@ -67,8 +67,15 @@
 //
 // A session keeps every peer's window full: rarest leaf first across the
 // have-maps (random among equals), a window of rate × 2 s worth of
-// requests per peer (slow start from 2, at most 32), requests a peer sits
+// requests per peer (slow start from 4, at most 32), requests a peer sits
 // on for 3× their expected time given to others, and in the endgame (every
-// missing leaf requested) the last leaves asked of up to 3 peers, the
-// duplicates cancelled when one arrives.
+// missing leaf requested) the last leaves asked of up to 3 peers once their
+// first request is a second old, the duplicates cancelled when one arrives.
+// A leaf queued at one peer moves to another that announces it (HAVE) and
+// has room, which frees a seed's upload for leaves nobody else has.
+//
+// A server serves each stream's queue least-uploaded block first, and
+// holds back (at most 500 ms) a block it already sent once while another
+// remote waits for one it never sent: a seed facing a crowd injects every
+// block before repeating any.
 package transfer
