@@ -28,7 +28,8 @@ const (
 	connHigh = 600
 )
 
-// newHost builds the node's libp2p host: TCP and QUIC, Noise and TLS,
+// newHost builds the node's libp2p host: TCP and QUIC, TLS and Noise (TLS
+// first, as go-libp2p and Kubo order them: its AES-GCM runs in hardware),
 // yamux (libp2p's default muxer), a resource manager scaled to the machine
 // with room for bulk transfer, a connection manager, hole punching and the
 // relay client for nodes behind NAT.
@@ -50,8 +51,8 @@ func newHost(key crypto.PrivKey, listen []ma.Multiaddr, bw metrics.Reporter) (ho
 		libp2p.ListenAddrs(listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
-		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(tls.ID, tls.New),
+		libp2p.Security(noise.ID, noise.New),
 		libp2p.DefaultMuxers,
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
