@@ -74,8 +74,14 @@
 // A leaf queued at one peer moves to another that announces it (HAVE) and
 // has room, which frees a seed's upload for leaves nobody else has.
 //
-// A server serves each stream's queue least-uploaded block first, and
-// holds back (at most 500 ms) a block it already sent once while another
-// remote waits for one it never sent: a seed facing a crowd injects every
-// block before repeating any.
+// A server serves each stream's queue least-uploaded block first. A node
+// that holds every leaf of a root super-seeds it: each remote's have-map
+// shows only 4 leaves, each WANT shows it one more (a HAVE), and each leaf
+// is shown to one remote only, until the node has uploaded every leaf
+// once; then every remote is sent HAVEs for the rest. A crowd that starts
+// together thus takes distinct leaves from the seed and trades the copies
+// among itself. A remote that asks for nothing for 250 ms is shown more
+// (leaves nobody was shown, else leaves not uploaded yet), so a slow or
+// vanished remote holds nothing back. Clients need no special handling: a
+// super-seeding node looks like a peer that gains leaves as it goes.
 package transfer

@@ -104,6 +104,7 @@ type Service struct {
 	subs     map[cid.Cid]map[*serverStream]struct{} // remotes interested in a root
 	sessions map[cid.Cid]map[*Session]struct{}
 	manifest map[cid.Cid]*leafIndex // roots with active sessions or subscribers
+	seeding  map[cid.Cid]*superSeed // roots this node super-seeds
 
 	wg        sync.WaitGroup
 	closed    chan struct{}
@@ -118,6 +119,7 @@ func New(h host.Host, bs BlockStore, m Manifests, opts ...Option) *Service {
 		subs:     map[cid.Cid]map[*serverStream]struct{}{},
 		sessions: map[cid.Cid]map[*Session]struct{}{},
 		manifest: map[cid.Cid]*leafIndex{},
+		seeding:  map[cid.Cid]*superSeed{},
 		closed:   make(chan struct{}),
 	}
 	for _, o := range opts {
@@ -192,6 +194,7 @@ func (s *Service) index(ctx context.Context, root cid.Cid) (*leafIndex, error) {
 func (s *Service) dropIndexLocked(root cid.Cid) {
 	if len(s.subs[root]) == 0 && len(s.sessions[root]) == 0 {
 		delete(s.manifest, root)
+		delete(s.seeding, root)
 		delete(s.subs, root)
 		delete(s.sessions, root)
 	}
@@ -214,7 +217,7 @@ func (s *Service) announce(root, c cid.Cid) {
 		return
 	}
 	for _, ss := range subs {
-		ss.sendHave(uint64(i))
+		ss.sendHaves([]uint64{uint64(i)})
 	}
 }
 
@@ -229,6 +232,11 @@ type serverStream struct {
 	queued map[uint64]*Msg // by request ID
 	haves  []uint64        // HAVE indexes to send
 	wake   chan struct{}   // writer wake-up
+
+	root cid.Cid // the root named in HELLO
+	// Super-seeding, guarded by svc.mu: the leaves shown to the remote
+	// while this node reveals root a few leaves at a time, else nil.
+	shown []byte
 }
 
 func (ss *serverStream) signal() {
@@ -238,9 +246,13 @@ func (ss *serverStream) signal() {
 	}
 }
 
-func (ss *serverStream) sendHave(i uint64) {
+// sendHaves queues HAVEs for the writer.
+func (ss *serverStream) sendHaves(idx []uint64) {
+	if len(idx) == 0 {
+		return
+	}
 	ss.mu.Lock()
-	ss.haves = append(ss.haves, i)
+	ss.haves = append(ss.haves, idx...)
 	ss.mu.Unlock()
 	ss.signal()
 }
@@ -276,15 +288,20 @@ func (s *Service) handle(st network.Stream) {
 		violation(st)
 		return
 	}
-	ss := &serverStream{svc: s, s: st, remote: st.Conn().RemotePeer(), queued: map[uint64]*Msg{}, wake: make(chan struct{}, 1)}
+	ss := &serverStream{svc: s, s: st, remote: st.Conn().RemotePeer(), root: hello.Root, queued: map[uint64]*Msg{}, wake: make(chan struct{}, 1)}
 	// The have-map: empty if we do not know the root's structure (yet).
 	hm := &Msg{Type: MsgHaveMap}
-	if li, err := s.index(ctx, hello.Root); err == nil {
+	complete := false
+	li, err := s.index(ctx, hello.Root)
+	if err == nil {
 		hm.Count = uint64(len(li.leaves))
 		hm.Bits = make([]byte, (len(li.leaves)+7)/8)
+		complete = true
 		for i, c := range li.leaves {
 			if ok, _ := s.bs.Has(ctx, c); ok {
 				hm.Bits[i/8] |= 1 << (i % 8)
+			} else {
+				complete = false
 			}
 		}
 	}
@@ -293,6 +310,11 @@ func (s *Service) handle(st network.Stream) {
 		s.subs[hello.Root] = map[*serverStream]struct{}{}
 	}
 	s.subs[hello.Root][ss] = struct{}{}
+	if complete && len(li.leaves) > 0 {
+		if bits := s.startRevealLocked(ss, hello.Root, len(li.leaves)); bits != nil {
+			hm.Bits = bits
+		}
+	}
 	var sessions []*Session
 	for sess := range s.sessions[hello.Root] {
 		sessions = append(sessions, sess)
@@ -353,6 +375,7 @@ func (ss *serverStream) readLoop(ctx context.Context, br *bufio.Reader) {
 				ss.queue = append(ss.queue, m)
 			}
 			ss.mu.Unlock()
+			ss.reveal(1)
 			ss.signal()
 		case MsgCancel:
 			ss.mu.Lock()
@@ -369,13 +392,10 @@ func (ss *serverStream) readLoop(ctx context.Context, br *bufio.Reader) {
 
 // writeLoop sends HAVEs and serves queued WANTs one block at a time.
 // Blocks of all remotes share the upload limiter, whose reservations are
-// granted in order, so remotes are served in turn. A block this node has
-// already uploaded waits (up to maxDefer) while another remote is queued
-// for one it has not: a seed facing a crowd sends every block once before
-// sending any twice, and the crowd trades the copies.
+// granted in order, so remotes are served in turn. A super-seeded remote
+// that asks for nothing for revealIdle is shown everything.
 func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 	var scratch []byte
-	var deferredSince time.Time
 	for {
 		ss.mu.Lock()
 		haves := ss.haves
@@ -389,17 +409,18 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 				return
 			}
 		}
-		if next == nil || ss.deferred(next, &deferredSince) {
+		if next == nil {
 			if bw.Flush() != nil {
 				return
 			}
-			var retry <-chan time.Time
-			if next != nil {
-				retry = time.After(deferPoll)
+			var idle <-chan time.Time
+			if ss.superSeeded() {
+				idle = time.After(revealIdle)
 			}
 			select {
 			case <-ss.wake:
-			case <-retry:
+			case <-idle:
+				ss.showAll()
 			case <-ctx.Done():
 				return
 			}
@@ -418,7 +439,7 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 				return
 			}
 			reply = &Msg{Type: MsgBlock, ID: next.ID, Data: data}
-			ss.svc.countSent(next.CID)
+			ss.uploaded(next.CID)
 		}
 		if scratch, err = writeBlock(bw, reply, scratch); err != nil {
 			return
@@ -430,68 +451,6 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 			return
 		}
 	}
-}
-
-// Deferral of blocks already uploaded once.
-const (
-	maxDefer  = 500 * time.Millisecond
-	deferPoll = 20 * time.Millisecond
-)
-
-// deferred reports whether next, a block already uploaded, should wait
-// because another remote is queued for one not yet uploaded; since tracks
-// how long this stream has waited, bounded by maxDefer.
-func (ss *serverStream) deferred(next *Msg, since *time.Time) bool {
-	if ss.svc.sentCount(next.CID) == 0 || !ss.svc.freshElsewhere(ss) {
-		*since = time.Time{}
-		return false
-	}
-	if since.IsZero() {
-		*since = time.Now()
-	}
-	if time.Since(*since) > maxDefer {
-		*since = time.Time{}
-		return false
-	}
-	return true
-}
-
-func (s *Service) sentCount(c cid.Cid) uint32 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.sent[c]
-}
-
-// freshElsewhere reports whether a stream other than ss has a WANT queued
-// for a block this node has never uploaded.
-func (s *Service) freshElsewhere(ss *serverStream) bool {
-	s.mu.Lock()
-	var others []*serverStream
-	for _, subs := range s.subs {
-		for o := range subs {
-			if o != ss {
-				others = append(others, o)
-			}
-		}
-	}
-	s.mu.Unlock()
-	for _, o := range others {
-		o.mu.Lock()
-		var fresh bool
-		s.mu.Lock()
-		for _, m := range o.queue {
-			if o.queued[m.ID] == m && s.sent[m.CID] == 0 {
-				fresh = true
-				break
-			}
-		}
-		s.mu.Unlock()
-		o.mu.Unlock()
-		if fresh {
-			return true
-		}
-	}
-	return false
 }
 
 // waitBytes takes n bytes from lim (nil: no limit) in steps no larger than
@@ -535,13 +494,17 @@ func (ss *serverStream) nextLocked() *Msg {
 	return live[best]
 }
 
-func (s *Service) countSent(c cid.Cid) {
+// uploaded counts an upload of c to ss; it may end super-seeding.
+func (ss *serverStream) uploaded(c cid.Cid) {
+	s := ss.svc
 	s.mu.Lock()
 	if len(s.sent) > 1<<20 {
 		clear(s.sent) // a bound on memory; the counts only order a queue
 	}
 	s.sent[c]++
+	out := s.sentLocked(ss, c)
 	s.mu.Unlock()
+	sendHaves(out)
 }
 
 // writeBlock writes a message, sending a block's bytes straight from

@@ -388,7 +388,10 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 		case MsgHave:
 			var moved *request
 			ss.mu.Lock()
-			if ss.li != nil && m.Index < uint64(len(ss.li.leaves)) {
+			if ss.li == nil && r.have != nil && m.Index < r.count {
+				// Before Download: kept with the have-map, counted then.
+				r.have[m.Index/8] |= 1 << (m.Index % 8)
+			} else if ss.li != nil && m.Index < uint64(len(ss.li.leaves)) {
 				if r.have == nil {
 					r.have, r.count = make([]byte, (len(ss.li.leaves)+7)/8), uint64(len(ss.li.leaves))
 				}

@@ -21,7 +21,9 @@ type memStore struct {
 	mu      sync.Mutex
 	blocks  map[cid.Cid][]byte
 	roots   map[cid.Cid][]cid.Cid
-	corrupt bool // Get returns flipped bytes
+	corrupt bool      // Get returns flipped bytes
+	logGets bool      // record Get calls in gets
+	gets    []cid.Cid // what was read, in order
 }
 
 func newMemStore() *memStore {
@@ -41,6 +43,9 @@ func (m *memStore) Get(_ context.Context, c cid.Cid) ([]byte, error) {
 	b, ok := m.blocks[c]
 	if !ok {
 		return nil, ErrNotFound
+	}
+	if m.logGets {
+		m.gets = append(m.gets, c)
 	}
 	if m.corrupt {
 		b = append([]byte(nil), b...)
