@@ -63,6 +63,7 @@ type GetResult struct {
 	Bytes   uint64            `json:"bytes"`
 	Seconds float64           `json:"seconds"`
 	From    map[string]uint64 `json:"from"`
+	Wasted  uint64            `json:"wasted"` // bytes received twice or after a cancel
 }
 
 // Get fetches root from the network into opts.Out, verifying every block,
@@ -202,12 +203,14 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		opts.Progress(GetProgress{BytesDone: total, BytesTotal: total, Peers: sess.Peers()})
 	}
 	from := map[string]uint64{}
+	var wasted uint64
 	for p, s := range sess.Stats() {
 		if s.Bytes > 0 {
 			from[p.String()] = s.Bytes
 		}
+		wasted += s.Wasted
 	}
-	return GetResult{CID: root.String(), Path: out, Bytes: total, Seconds: time.Since(start).Seconds(), From: from}, nil
+	return GetResult{CID: root.String(), Path: out, Bytes: total, Seconds: time.Since(start).Seconds(), From: from, Wasted: wasted}, nil
 }
 
 // getError prefers the watchdog's reason over the context error it caused.

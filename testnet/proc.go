@@ -195,6 +195,7 @@ type getResult struct {
 	Seconds  float64           `json:"seconds"`
 	Finish   float64           `json:"finish"` // seconds since the scenario's start
 	From     map[string]uint64 `json:"from"`   // bytes by source peer name
+	Wasted   uint64            `json:"wasted"` // bytes received but not used
 	SHA256OK bool              `json:"sha256_ok"`
 	Attempts int               `json:"attempts"`
 	Progress []point           `json:"progress"`
@@ -250,6 +251,7 @@ func (r *runner) get(ctx context.Context, p *peerNode, root, out string, boot []
 			Bytes     uint64            `json:"bytes"`
 			Seconds   float64           `json:"seconds"`
 			From      map[string]uint64 `json:"from"`
+			Wasted    uint64            `json:"wasted"`
 			Message   string            `json:"message"`
 		}
 		if json.Unmarshal(sc.Bytes(), &ev) != nil {
@@ -261,7 +263,7 @@ func (r *runner) get(ctx context.Context, p *peerNode, root, out string, boot []
 			res.Progress = append(res.Progress, point{now, ev.BytesDone})
 		case "summary":
 			sawSummary = true
-			res.Bytes, res.Seconds, res.Finish = ev.Bytes, ev.Seconds, now
+			res.Bytes, res.Seconds, res.Finish, res.Wasted = ev.Bytes, ev.Seconds, now, ev.Wasted
 			res.Progress = append(res.Progress, point{now, ev.Bytes})
 			for id, b := range ev.From {
 				res.From[r.nameOf(id)] += b

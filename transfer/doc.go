@@ -71,8 +71,10 @@
 // on for 3× their expected time given to others, and in the endgame (every
 // missing leaf requested) the last leaves asked of up to 3 peers once their
 // first request is a second old, the duplicates cancelled when one arrives.
-// A leaf queued at one peer moves to another that announces it (HAVE) and
-// has room, which frees a seed's upload for leaves nobody else has.
+// A request is not moved to a peer that announces the leaf later: a server
+// hands a block to the transport as soon as it reaches it in the queue,
+// so on a slow link a CANCEL mostly arrives after the block has left and
+// the leaf would cross the network twice.
 //
 // A server serves each stream's queue least-uploaded block first. A node
 // that holds every leaf of a root super-seeds it: each remote's have-map

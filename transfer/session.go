@@ -38,7 +38,8 @@ const (
 type PeerStats struct {
 	Bytes  uint64 // verified block bytes
 	Blocks uint64
-	Bad    bool // sent a block that failed verification, and was dropped
+	Wasted uint64 // bytes of blocks that arrived after another copy or a cancel
+	Bad    bool   // sent a block that failed verification, and was dropped
 }
 
 // Session fetches the blocks of one root from every peer that has them.
@@ -386,7 +387,6 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 		}
 		switch m.Type {
 		case MsgHave:
-			var moved *request
 			ss.mu.Lock()
 			if ss.li == nil && r.have != nil && m.Index < r.count {
 				// Before Download: kept with the have-map, counted then.
@@ -400,12 +400,8 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 					r.have[i/8] |= 1 << (i % 8)
 					ss.pk.avail[i]++
 				}
-				moved = ss.moveLocked(r, i)
 			}
 			ss.mu.Unlock()
-			if moved != nil {
-				ss.send(moved.r, &Msg{Type: MsgCancel, ID: moved.id})
-			}
 			ss.signal()
 		case MsgBlock:
 			if err := waitBytes(ss.life, ss.svc.down, len(m.Data)); err != nil {
@@ -447,6 +443,9 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 func (ss *Session) block(r *remote, m *Msg) bool {
 	ss.mu.Lock()
 	req := r.inflight[m.ID]
+	if req == nil {
+		ss.statsLocked(r.id).Wasted += uint64(len(m.Data))
+	}
 	ss.mu.Unlock()
 	if req == nil {
 		return true // cancelled or unknown: ignore
@@ -463,6 +462,7 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 	now := time.Now()
 	ss.mu.Lock()
 	if _, ok := r.inflight[m.ID]; !ok {
+		ss.statsLocked(r.id).Wasted += uint64(len(m.Data))
 		ss.mu.Unlock()
 		return true
 	}
@@ -703,33 +703,6 @@ func (ss *Session) Download(ctx context.Context, leaves []cid.Cid) error {
 			return ss.ctxErr(ctx)
 		}
 	}
-}
-
-// moveLocked cancels the request for leaf i outstanding at another peer
-// when r, which now has it, has room in its window: that other peer (often
-// the only seeder) then spends its upload on leaves nobody else has yet.
-// It returns the cancelled request, or nil.
-func (ss *Session) moveLocked(r *remote, i int) *request {
-	if ss.pk == nil || !ss.pk.need[i] || active(r) >= r.win.size {
-		return nil
-	}
-	if _, mine := r.asked[i]; mine {
-		return nil
-	}
-	for _, o := range ss.remotes {
-		if o == r {
-			continue
-		}
-		if id, ok := o.asked[i]; ok {
-			req := o.inflight[id]
-			if req == nil || req.timedOut {
-				continue
-			}
-			ss.finishLocked(req)
-			return req
-		}
-	}
-	return nil
 }
 
 // scheduleLocked expires slow requests and fills every window; it returns

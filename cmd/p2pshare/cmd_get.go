@@ -93,7 +93,7 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 		from[k] = v
 	}
 	if p.json {
-		p.event("summary", map[string]any{"cid": res.CID, "path": res.Path, "bytes": res.Bytes, "seconds": res.Seconds, "from": from})
+		p.event("summary", map[string]any{"cid": res.CID, "path": res.Path, "bytes": res.Bytes, "seconds": res.Seconds, "from": from, "wasted": res.Wasted})
 	} else if !p.quiet {
 		rate := 0.0
 		if res.Seconds > 0 {
