@@ -43,7 +43,8 @@ type GetOptions struct {
 	// Timeout is how long to wait for providers, and for progress; 0 means
 	// DefaultGetTimeout.
 	Timeout time.Duration
-	// Progress, if set, is called about every Interval while downloading.
+	// Progress, if set, is called about every Interval while downloading,
+	// and once at the end; calls never overlap.
 	Progress func(GetProgress) `json:"-"`
 	// Interval between Progress calls; 0 means 250 ms.
 	Interval time.Duration
@@ -168,15 +169,19 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 			}
 		}
 	}
-	wg.Add(1)
+	stopProgress := make(chan struct{})
+	var progressWG sync.WaitGroup
+	endProgress := sync.OnceFunc(func() { close(stopProgress); progressWG.Wait() })
+	defer endProgress()
+	progressWG.Add(1)
 	go func() {
-		defer wg.Done()
+		defer progressWG.Done()
 		t := time.NewTicker(opts.Interval)
 		defer t.Stop()
 		var last uint64
 		for {
 			select {
-			case <-wdDone:
+			case <-stopProgress:
 				return
 			case <-t.C:
 				d.mu.Lock()
@@ -199,6 +204,7 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 	if err := n.finish(ctx, root, out, opts.Force, d, entries); err != nil {
 		return GetResult{}, err
 	}
+	endProgress() // the last call must not overlap the ticker's
 	if opts.Progress != nil {
 		opts.Progress(GetProgress{BytesDone: total, BytesTotal: total, Peers: sess.Peers()})
 	}
