@@ -26,6 +26,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // ProtocolPrefix is the DHT protocol prefix: /p2pshare/kad/1.0.0.
@@ -64,6 +65,7 @@ type DHT struct {
 	mu       sync.Mutex
 	provided map[cid.Cid]bool
 
+	life   context.Context // ends at Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -95,14 +97,17 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 		interval = DefaultReprovideInterval
 	}
 	life, cancel := context.WithCancel(context.Background())
-	d := &DHT{h: h, kad: k, boot: cfg.Bootstrap, provided: map[cid.Cid]bool{}, cancel: cancel}
+	d := &DHT{h: h, kad: k, boot: cfg.Bootstrap, provided: map[cid.Cid]bool{}, life: life, cancel: cancel}
 	d.wg.Add(1)
 	go d.reprovideLoop(life, interval)
 	return d, nil
 }
 
-// Bootstrap connects to the bootstrap peers and fills the routing table.
-// It fails with ErrNoBootstrap if peers were given and none answered.
+// Bootstrap connects to the bootstrap peers and checks that one of them
+// speaks our DHT; the routing table then fills in the background (their
+// liveness check, then a lookup of our own ID), so a node can start
+// fetching at once. It fails with ErrNoBootstrap if peers were given and
+// none answered.
 func (d *DHT) Bootstrap(ctx context.Context) error {
 	if len(d.boot) == 0 {
 		return d.kad.Bootstrap(ctx)
@@ -113,33 +118,72 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = d.h.Connect(ctx, ai)
+			errs[i] = d.h.Connect(ctx, ai) // returns once identify has run
 		}()
 	}
 	wg.Wait()
-	ok := 0
-	for _, err := range errs {
+	ok, speaks := 0, false
+	for i, err := range errs {
 		if err == nil {
 			ok++
+			if p, _ := d.h.Peerstore().SupportsProtocols(d.boot[i].ID, protocolID); len(p) > 0 {
+				speaks = true
+			}
 		}
 	}
 	if ok == 0 {
 		return fmt.Errorf("%w: %w", ErrNoBootstrap, errors.Join(errs...))
 	}
-	// A connected peer joins the routing table once identify tells us it
-	// speaks our DHT protocol.
+	if !speaks {
+		return fmt.Errorf("%w: the bootstrap peers do not speak %s (do they run p2pshare?)", ErrNoBootstrap, protocolID)
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if d.waitRoutingTable(d.life) == nil && d.kad.Bootstrap(d.life) == nil {
+			// One lookup of our own ID fills the table with the peers near us.
+			_, _ = d.kad.GetClosestPeers(d.life, string(d.h.ID()))
+		}
+	}()
+	return nil
+}
+
+// readyWait bounds how long Provide and FindProviders wait for a routing
+// table peer when bootstrap peers were given.
+const readyWait = 5 * time.Second
+
+// ready reports whether the routing table holds a peer. If it is empty and
+// bootstrap peers were given (just after Bootstrap, or every peer we knew
+// is gone: they restarted, or we were offline) it rejoins through them
+// and waits up to readyWait.
+func (d *DHT) ready(ctx context.Context) bool {
+	if d.kad.RoutingTable().Size() > 0 {
+		return true
+	}
+	if len(d.boot) == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyWait)
+	defer cancel()
+	for _, ai := range d.boot {
+		d.h.Connect(ctx, ai)
+	}
+	return d.waitRoutingTable(ctx) == nil
+}
+
+// protocolID is the DHT's protocol ID under ProtocolPrefix.
+const protocolID = protocol.ID(ProtocolPrefix + "/kad/1.0.0")
+
+// waitRoutingTable returns once the routing table holds a peer: a peer
+// that speaks our DHT joins it after kad-dht's liveness check.
+func (d *DHT) waitRoutingTable(ctx context.Context) error {
 	for d.kad.RoutingTable().Size() == 0 {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for the routing table: %w (do the bootstrap peers run p2pshare?)", ctx.Err())
-		case <-time.After(20 * time.Millisecond):
+			return fmt.Errorf("waiting for the routing table: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	if err := d.kad.Bootstrap(ctx); err != nil {
-		return err
-	}
-	// One lookup of our own ID fills the table with the peers near us.
-	_, _ = d.kad.GetClosestPeers(ctx, string(d.h.ID()))
 	return nil
 }
 
@@ -148,7 +192,7 @@ func (d *DHT) Provide(ctx context.Context, c cid.Cid) error {
 	d.mu.Lock()
 	d.provided[c] = true
 	d.mu.Unlock()
-	if d.kad.RoutingTable().Size() == 0 {
+	if !d.ready(ctx) {
 		// Nobody to tell yet: record ourselves locally; the reprovide loop
 		// and later lookups will find peers.
 		return d.kad.Provide(ctx, c, false)
@@ -170,13 +214,7 @@ func (d *DHT) Unprovide(c cid.Cid) {
 // FindProviders reports the peers that provide c, other than this node.
 // The channel closes when the search ends or ctx is done.
 func (d *DHT) FindProviders(ctx context.Context, c cid.Cid) <-chan peer.AddrInfo {
-	if d.kad.RoutingTable().Size() == 0 {
-		// Every peer we knew is gone (they restarted, or we were offline):
-		// rejoin through the bootstrap peers before looking up.
-		for _, ai := range d.boot {
-			d.h.Connect(ctx, ai)
-		}
-	}
+	d.ready(ctx)
 	out := make(chan peer.AddrInfo)
 	in := d.kad.FindProvidersAsync(ctx, c, 0)
 	go func() {

@@ -2,6 +2,8 @@ package dht
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,5 +180,27 @@ func TestUnprovideAndClose(t *testing.T) {
 	ds[0].mu.Unlock()
 	if n != 0 {
 		t.Fatalf("%d CIDs still reprovided after Unprovide", n)
+	}
+}
+
+// TestBootstrapThroughForeignDHT: a bootstrap peer that answers but does
+// not speak the /p2pshare DHT is reported at once, naming the cause.
+func TestBootstrapThroughForeignDHT(t *testing.T) {
+	other := peertest.NewHost(t)
+	k, err := kad.New(other, kad.Mode(kad.ModeServer), kad.DisableAutoRefresh())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	d, err := New(peertest.NewHost(t), Config{Bootstrap: []peer.AddrInfo{peertest.Info(other)}, DisableAutoRefresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = d.Bootstrap(ctx)
+	if !errors.Is(err, ErrNoBootstrap) || !strings.Contains(err.Error(), "p2pshare") || ctx.Err() != nil {
+		t.Fatalf("bootstrap through an /ipfs DHT node: %v (context: %v)", err, ctx.Err())
 	}
 }

@@ -190,6 +190,15 @@ func (ss *Session) signal() {
 // start begins peer discovery, once.
 func (ss *Session) start() {
 	ss.once.Do(func() {
+		// Ask the peers we are connected to as well, as bitswap does: in a
+		// small network or a crowd they often hold the root, and asking
+		// them needs no lookup.
+		for i, p := range ss.svc.h.Network().Peers() {
+			if i == wantPeers {
+				break
+			}
+			ss.addCandidate(peer.AddrInfo{ID: p})
+		}
 		ss.wg.Add(2)
 		go ss.discover()
 		go ss.redial()

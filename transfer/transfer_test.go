@@ -312,3 +312,19 @@ func TestBlockStructure(t *testing.T) {
 		t.Fatal("Block did not store what it fetched")
 	}
 }
+
+// TestConnectedPeersAsked: a session asks the peers its host is already
+// connected to, before and without any provider lookup.
+func TestConnectedPeersAsked(t *testing.T) {
+	root, leaves, blocks := content(t, 10, 8<<10)
+	s := newNode(t)
+	s.seedWith(root, leaves, blocks, all)
+	d := newNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.h.Connect(ctx, peertest.Info(s.h)); err != nil {
+		t.Fatal(err)
+	}
+	download(t, d, root, leaves, listProviders{})
+	checkAll(t, d, blocks)
+}
