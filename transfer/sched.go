@@ -169,6 +169,14 @@ func (w *window) timeout(blockSize int, floor time.Duration) time.Duration {
 	if w.rate <= 0 {
 		return 4 * floor
 	}
-	expect := time.Duration(float64(w.size*blockSize) / w.rate * float64(time.Second))
-	return max(3*expect, floor)
+	return max(3*w.expect(w.size, blockSize, floor), floor)
+}
+
+// expect is how long n blocks should take at the measured rate; before a
+// rate is known, 2 × floor.
+func (w *window) expect(n, blockSize int, floor time.Duration) time.Duration {
+	if w.rate <= 0 {
+		return 2 * floor
+	}
+	return time.Duration(float64(n*blockSize) / w.rate * float64(time.Second))
 }

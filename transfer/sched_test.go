@@ -168,3 +168,16 @@ func TestWindowTimeout(t *testing.T) {
 		t.Fatalf("timeout %v, want the 2s floor", got)
 	}
 }
+
+// TestWindowExpect: how long a request should take is the pipeline ahead
+// of it at the measured rate; the endgame duplicates only late requests.
+func TestWindowExpect(t *testing.T) {
+	w := newWindow(4, 32)
+	if got := w.expect(3, 1<<20, 2*time.Second); got != 4*time.Second {
+		t.Fatalf("expect before any measurement %v, want 2x the floor", got)
+	}
+	w.rate = 512 << 10 // 0.5 MiB/s: 3 leaves of 1 MiB ahead take 6 s
+	if got := w.expect(3, 1<<20, 2*time.Second); got != 6*time.Second {
+		t.Fatalf("expect %v, want 6s", got)
+	}
+}

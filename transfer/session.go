@@ -29,8 +29,8 @@ const (
 	rediscoverFew  = 2 * time.Second
 	rediscoverMany = 15 * time.Second
 	dialTimeout    = 10 * time.Second
-	// endgameDelay is how long a leaf's request may be outstanding before
-	// the endgame asks another peer for it too.
+	// endgameDelay is the least time a leaf's request is outstanding before
+	// the endgame asks another peer for it too (see wantLocked).
 	endgameDelay = time.Second
 )
 
@@ -64,7 +64,7 @@ type Session struct {
 	puts    chan arrival // blocks received, for the put workers
 	li      *leafIndex   // set by Download
 	pk      *picker
-	askedAt map[int]time.Time // when each leaf's oldest live request went out
+	lateAt  map[int]time.Time // when each leaf's oldest live request is late
 	changed chan struct{}
 }
 
@@ -585,7 +585,9 @@ func (ss *Session) wantLocked(r *remote, c cid.Cid, idx int, reply chan []byte) 
 	if idx >= 0 {
 		r.asked[idx] = req.id
 		if ss.pk.inflight[idx] == 0 {
-			ss.askedAt[idx] = req.sent
+			// Late: half as long again as the pipeline ahead of it should
+			// take (it is in there), and at least endgameDelay.
+			ss.lateAt[idx] = req.sent.Add(max(endgameDelay, 3*r.win.expect(active(r), typicalLeaf, requestFloor)/2))
 		}
 		ss.pk.requested(idx)
 	}
@@ -685,7 +687,7 @@ func (ss *Session) Download(ctx context.Context, leaves []cid.Cid) error {
 	}
 	ss.svc.mu.Unlock()
 	ss.mu.Lock()
-	ss.li, ss.pk, ss.askedAt = li, pk, map[int]time.Time{}
+	ss.li, ss.pk, ss.lateAt = li, pk, map[int]time.Time{}
 	for _, r := range ss.remotes {
 		ss.applyHaveMapLocked(r)
 	}
@@ -733,10 +735,10 @@ func (ss *Session) scheduleLocked(now time.Time) []*request {
 	var out []*request
 	for _, r := range ss.remotes {
 		// In the endgame a leaf is asked of another peer only once its
-		// first request has had endgameDelay to arrive.
+		// first request is late.
 		skip := func(i int) bool {
 			_, mine := r.asked[i]
-			return mine || now.Sub(ss.askedAt[i]) < endgameDelay
+			return mine || now.Before(ss.lateAt[i])
 		}
 		for active(r) < r.win.size {
 			i, ok := ss.pk.pick(r.has, skip)
