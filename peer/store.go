@@ -242,6 +242,7 @@ func (d *download) write(ctx context.Context, ix *index, c cid.Cid, data []byte)
 		if _, err := p.file.fh.WriteAt(data, int64(p.offset)); err != nil {
 			return fmt.Errorf("writing %s: %w", filepath.Base(p.file.path), err)
 		}
+		startWriteback(p.file.fh, int64(p.offset), int64(p.size))
 		if err := b.putLoc(c, p.file.id, p.offset, p.size); err != nil {
 			return err
 		}
