@@ -33,7 +33,8 @@ var ErrNotFound = errors.New("not found")
 var ErrNoPeers = errors.New("no peers hold the content")
 
 // BlockStore keeps verified blocks. Put is never called with unverified
-// data. Implementations must be safe for concurrent use.
+// data, and must not keep data after it returns (the buffer is reused).
+// Implementations must be safe for concurrent use.
 type BlockStore interface {
 	Has(ctx context.Context, c cid.Cid) (bool, error)
 	Get(ctx context.Context, c cid.Cid) ([]byte, error)

@@ -457,6 +457,7 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 	}
 	ss.mu.Unlock()
 	if req == nil {
+		m.Release()
 		return true // cancelled or unknown: ignore
 	}
 	sum, err := req.c.Prefix().Sum(m.Data)
@@ -464,6 +465,7 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 		ss.mu.Lock()
 		ss.statsLocked(r.id).Bad = true
 		ss.mu.Unlock()
+		m.Release()
 		ss.drop(r, true)
 		return false
 	}
@@ -473,6 +475,7 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 	if _, ok := r.inflight[m.ID]; !ok {
 		ss.statsLocked(r.id).Wasted += uint64(len(m.Data))
 		ss.mu.Unlock()
+		m.Release()
 		return true
 	}
 	ss.finishLocked(req)
@@ -504,8 +507,10 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 		if putErr != nil {
 			req.reply <- nil
 		} else {
-			req.reply <- m.Data
+			req.reply <- m.Data // the caller's now: not released
 		}
+	} else {
+		m.Release()
 	}
 	ss.signal()
 	return true

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/ipfs/go-cid"
 )
@@ -76,6 +77,25 @@ type Msg struct {
 	Count uint64  // HAVE_MAP: number of leaves
 	Bits  []byte  // HAVE_MAP: bitfield, leaf i is bit i%8 of byte i/8
 	Data  []byte  // BLOCK
+
+	buf []byte // what ReadMsg read it into, if from the pool (see Release)
+}
+
+// pooledLen is the capacity of recycled message buffers: a block of the
+// default 1 MiB leaf size with its header. A fresh buffer per block would
+// cost page faults and GC work on every block.
+const pooledLen = 1<<20 + 64
+
+var msgBufs sync.Pool // of *[]byte with cap pooledLen
+
+// Release returns m's buffer for reuse by ReadMsg. Nothing may use m.Data
+// (or m.Bits) afterwards.
+func (m *Msg) Release() {
+	if m.buf != nil {
+		b := m.buf
+		m.buf, m.Data, m.Bits = nil, nil, nil
+		msgBufs.Put(&b)
+	}
 }
 
 // Encode appends m's framing and body to b.
@@ -110,7 +130,8 @@ func (m *Msg) Encode(b []byte) []byte {
 // returned with only Type set, for the caller to skip. A malformed message
 // gives an error wrapping ErrProtocol; the end of the stream between
 // messages, io.EOF; a stream that breaks off mid-message (a peer that
-// vanished), an error that is not ErrProtocol.
+// vanished), an error that is not ErrProtocol. A block-sized message is
+// read into a recycled buffer: see Release.
 func ReadMsg(r io.ByteReader, rd io.Reader) (*Msg, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
@@ -125,11 +146,25 @@ func ReadMsg(r io.ByteReader, rd io.Reader) (*Msg, error) {
 	if n == 0 || n > MaxMessageLen {
 		return nil, fmt.Errorf("%w: message length %d (max %d)", ErrProtocol, n, MaxMessageLen)
 	}
-	buf := make([]byte, n)
+	var buf []byte
+	pooled := n > 64<<10 && n <= pooledLen
+	if pooled {
+		if b, ok := msgBufs.Get().(*[]byte); ok {
+			buf = (*b)[:n]
+		} else {
+			buf = make([]byte, n, pooledLen)
+		}
+	} else {
+		buf = make([]byte, n)
+	}
 	if _, err := io.ReadFull(rd, buf); err != nil {
 		return nil, fmt.Errorf("reading a %d-byte message: %w", n, err)
 	}
-	return DecodeMsg(buf)
+	m, err := DecodeMsg(buf)
+	if err == nil && pooled {
+		m.buf = buf
+	}
+	return m, err
 }
 
 // errVarintOverflow is binary.ReadUvarint's (unexported) error for a
