@@ -84,13 +84,18 @@ func main() {
 	}
 	// On Ctrl-C or SIGTERM, clean up at once (processes may be mid-run)
 	// and exit; otherwise when the scenario ends.
+	done := make(chan struct{})
 	go func() {
-		<-ctx.Done()
-		fmt.Fprintln(os.Stderr, "testnet: interrupted, cleaning up")
-		r.cleanup()
-		os.Exit(130)
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(os.Stderr, "testnet: interrupted, cleaning up")
+			r.cleanup()
+			os.Exit(130)
+		case <-done:
+		}
 	}()
 	err = r.runScenario(ctx, scenario, cfg)
+	close(done)
 	r.cleanup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testnet:", err)
