@@ -70,9 +70,9 @@
 // requests per peer (slow start from 4, at most 32), requests a peer sits
 // on for 3× their expected time given to others, and in the endgame (every
 // missing leaf requested) the last leaves asked of up to 3 peers once their
-// first request is late (half as long again as the requests ahead of it at
-// that peer should take at its rate, and at least a second), the
-// duplicates cancelled when one arrives.
+// first request is a second old and either overdue (at its peer's rate,
+// behind the requests ahead of it) or slower than the new peer should be,
+// the duplicates cancelled when one arrives.
 // A request is not moved to a peer that announces the leaf later: a server
 // hands a block to the transport as soon as it reaches it in the queue,
 // so on a slow link a CANCEL mostly arrives after the block has left and
