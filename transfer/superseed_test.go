@@ -102,17 +102,23 @@ func TestSuperSeedShowsEachLeafToOneRemote(t *testing.T) {
 	if got := haves(a); len(got) != 0 {
 		t.Fatalf("a WANT after every leaf was shown showed %v", got)
 	}
-	// An idle remote is shown everything it was not shown.
-	a.showAll()
-	if a.superSeeded() {
-		t.Fatal("an idle remote is still super-seeded")
-	}
-	idle := haves(a)
-	for i := range n {
-		if (seen[i] == a) == slices.Contains(idle, i) {
-			t.Fatalf("after idling, leaf %d shown to it: %v, in its HAVEs: %v", i, seen[i] == a, slices.Contains(idle, i))
+	// showsRest checks that ss, no longer super-seeded, got HAVEs for
+	// exactly the leaves it had not been shown.
+	showsRest := func(ss *serverStream, when string) {
+		t.Helper()
+		if ss.superSeeded() {
+			t.Fatalf("%s, a remote is still super-seeded", when)
+		}
+		got := haves(ss)
+		for i := range n {
+			if (seen[i] == ss) == slices.Contains(got, i) {
+				t.Fatalf("%s, leaf %d shown to it: %v, in its HAVEs: %v", when, i, seen[i] == ss, slices.Contains(got, i))
+			}
 		}
 	}
+	// An idle remote is shown everything it was not shown.
+	a.showAll()
+	showsRest(a, "after idling")
 	// Once every leaf was uploaded, super-seeding ends: the others are
 	// shown the rest, and a new remote sees everything.
 	for _, leaf := range f.leaves[:n-1] {
@@ -122,17 +128,8 @@ func TestSuperSeedShowsEachLeafToOneRemote(t *testing.T) {
 		t.Fatal("super-seeding ended before the last leaf was uploaded")
 	}
 	b.uploaded(f.leaves[n-1])
-	for _, ss := range []*serverStream{b, c} {
-		if ss.superSeeded() {
-			t.Fatal("a remote is still super-seeded after every leaf was uploaded")
-		}
-		got := haves(ss)
-		for i := range n {
-			if (seen[i] == ss) == slices.Contains(got, i) {
-				t.Fatalf("at the end, leaf %d shown to it: %v, in its HAVEs: %v", i, seen[i] == ss, slices.Contains(got, i))
-			}
-		}
-	}
+	showsRest(b, "once every leaf was uploaded")
+	showsRest(c, "once every leaf was uploaded")
 	if got := haves(a); len(got) != 0 {
 		t.Fatalf("a remote already shown everything got HAVEs %v", got)
 	}
