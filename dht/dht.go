@@ -112,16 +112,7 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 	if len(d.boot) == 0 {
 		return d.kad.Bootstrap(ctx)
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(d.boot))
-	for i, ai := range d.boot {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = d.h.Connect(ctx, ai) // returns once identify has run
-		}()
-	}
-	wg.Wait()
+	errs := d.connectBootstrap(ctx)
 	ok, speaks := 0, false
 	for i, err := range errs {
 		if err == nil {
@@ -165,10 +156,24 @@ func (d *DHT) ready(ctx context.Context) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
-	for _, ai := range d.boot {
-		d.h.Connect(ctx, ai)
-	}
+	d.connectBootstrap(ctx)
 	return d.waitRoutingTable(ctx) == nil
+}
+
+// connectBootstrap dials every bootstrap peer at once and returns the
+// errors in d.boot's order. Connect returns once identify has run.
+func (d *DHT) connectBootstrap(ctx context.Context) []error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(d.boot))
+	for i, ai := range d.boot {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = d.h.Connect(ctx, ai)
+		}()
+	}
+	wg.Wait()
+	return errs
 }
 
 // protocolID is the DHT's protocol ID under ProtocolPrefix.
