@@ -454,13 +454,10 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 	ss.mu.Lock()
 	req := r.inflight[m.ID]
 	if req == nil {
-		ss.statsLocked(r.id).Wasted += uint64(len(m.Data))
+		ss.wastedLocked(r, m) // cancelled or unknown: ignore
+		return true
 	}
 	ss.mu.Unlock()
-	if req == nil {
-		m.Release()
-		return true // cancelled or unknown: ignore
-	}
 	sum, err := req.c.Prefix().Sum(m.Data)
 	if err != nil || !bytes.Equal(sum.Hash(), req.c.Hash()) || len(m.Data) > MaxBlockSize {
 		ss.mu.Lock()
@@ -474,9 +471,7 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 	now := time.Now()
 	ss.mu.Lock()
 	if _, ok := r.inflight[m.ID]; !ok {
-		ss.statsLocked(r.id).Wasted += uint64(len(m.Data))
-		ss.mu.Unlock()
-		m.Release()
+		ss.wastedLocked(r, m) // another copy came first
 		return true
 	}
 	ss.finishLocked(req)
@@ -515,6 +510,14 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 	}
 	ss.signal()
 	return true
+}
+
+// wastedLocked counts a block nobody waits for any more, releases ss.mu
+// and the block's buffer.
+func (ss *Session) wastedLocked(r *remote, m *Msg) {
+	ss.statsLocked(r.id).Wasted += uint64(len(m.Data))
+	ss.mu.Unlock()
+	m.Release()
 }
 
 func (ss *Session) statsLocked(p peer.ID) *PeerStats {
