@@ -29,9 +29,6 @@ const (
 	rediscoverFew  = 2 * time.Second
 	rediscoverMany = 15 * time.Second
 	dialTimeout    = 10 * time.Second
-	// endgameDelay is the least time a leaf's request is outstanding before
-	// the endgame asks another peer for it too (see wantLocked).
-	endgameDelay = time.Second
 )
 
 // PeerStats counts what a session received from one peer.
@@ -64,7 +61,6 @@ type Session struct {
 	puts    chan arrival // blocks received, for the put workers
 	li      *leafIndex   // set by Download
 	pk      *picker
-	askedAt map[int]time.Time // when each leaf's oldest live request went out
 	dueAt   map[int]time.Time // when it should arrive, at its peer's rate
 	changed chan struct{}
 }
@@ -594,7 +590,6 @@ func (ss *Session) wantLocked(r *remote, c cid.Cid, idx int, reply chan []byte) 
 	if idx >= 0 {
 		r.asked[idx] = req.id
 		if ss.pk.inflight[idx] == 0 {
-			ss.askedAt[idx] = req.sent
 			// The pipeline ahead of it, this request included.
 			ss.dueAt[idx] = req.sent.Add(r.win.expect(active(r), typicalLeaf, requestFloor))
 		}
@@ -696,7 +691,7 @@ func (ss *Session) Download(ctx context.Context, leaves []cid.Cid) error {
 	}
 	ss.svc.mu.Unlock()
 	ss.mu.Lock()
-	ss.li, ss.pk, ss.askedAt, ss.dueAt = li, pk, map[int]time.Time{}, map[int]time.Time{}
+	ss.li, ss.pk, ss.dueAt = li, pk, map[int]time.Time{}
 	for _, r := range ss.remotes {
 		ss.applyHaveMapLocked(r)
 	}
@@ -743,16 +738,15 @@ func (ss *Session) scheduleLocked(now time.Time) []*request {
 	}
 	var out []*request
 	for _, r := range ss.remotes {
-		// In the endgame a leaf is asked of another peer once its first
-		// request is endgameDelay old, and then only if it is overdue or
-		// this peer should deliver it sooner: a leaf stuck behind a slow
-		// peer is rescued, one queued at a peer as fast as any is not
-		// fetched twice.
+		// In the endgame a leaf is asked of another peer too if it is
+		// overdue or this peer should deliver it sooner: a leaf stuck
+		// behind a slow or busy peer is rescued, one queued at a peer as
+		// fast as any is not fetched twice.
 		ownDue := now.Add(r.win.expect(active(r)+1, typicalLeaf, requestFloor))
 		skip := func(i int) bool {
 			_, mine := r.asked[i]
 			due := ss.dueAt[i]
-			return mine || now.Sub(ss.askedAt[i]) < endgameDelay || (now.Before(due) && !ownDue.Before(due))
+			return mine || (now.Before(due) && !ownDue.Before(due))
 		}
 		for active(r) < r.win.size {
 			i, ok := ss.pk.pick(r.has, skip)
