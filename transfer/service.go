@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -237,7 +239,11 @@ type serverStream struct {
 	root cid.Cid // the root named in HELLO
 	// Super-seeding, guarded by svc.mu: the leaves shown to the remote
 	// while this node reveals root a few leaves at a time, else nil.
-	shown []byte
+	shown   []byte
+	stalled bool   // its unrequested leaves were shown to others
+	got     []byte // by leaf index: uploaded to the remote
+	// busyAt is when the writer last had a WANT to serve (Unix ns).
+	busyAt atomic.Int64
 }
 
 func (ss *serverStream) signal() {
@@ -311,8 +317,10 @@ func (s *Service) handle(st network.Stream) {
 		s.subs[hello.Root] = map[*serverStream]struct{}{}
 	}
 	s.subs[hello.Root][ss] = struct{}{}
+	var converted map[*serverStream][]uint64
 	if complete && len(li.leaves) > 0 {
-		if bits := s.startRevealLocked(ss, hello.Root, len(li.leaves)); bits != nil {
+		var bits []byte
+		if bits, converted = s.startRevealLocked(ss, hello.Root, len(li.leaves)); bits != nil {
 			hm.Bits = bits
 		}
 	}
@@ -321,6 +329,7 @@ func (s *Service) handle(st network.Stream) {
 		sessions = append(sessions, sess)
 	}
 	s.mu.Unlock()
+	sendHaves(converted)
 	defer func() {
 		s.mu.Lock()
 		delete(s.subs[hello.Root], ss)
@@ -376,7 +385,7 @@ func (ss *serverStream) readLoop(ctx context.Context, br *bufio.Reader) {
 				ss.queue = append(ss.queue, m)
 			}
 			ss.mu.Unlock()
-			ss.reveal(1)
+			ss.wanted(m.CID)
 			ss.signal()
 		case MsgCancel:
 			ss.mu.Lock()
@@ -394,15 +403,15 @@ func (ss *serverStream) readLoop(ctx context.Context, br *bufio.Reader) {
 // writeLoop sends HAVEs and serves queued WANTs one block at a time.
 // Blocks of all remotes share the upload limiter, whose reservations are
 // granted in order, so remotes are served in turn. A super-seeded remote
-// that asks for nothing for revealIdle is shown everything.
+// that asks for nothing for revealIdle is handled by idle.
 func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 	var scratch []byte
 	for {
 		ss.mu.Lock()
 		haves := ss.haves
 		ss.haves = nil
-		next := ss.nextLocked()
 		ss.mu.Unlock()
+		next := ss.next()
 		ss.s.SetWriteDeadline(time.Now().Add(writeTimeout))
 		var err error
 		for _, i := range haves {
@@ -416,17 +425,19 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 			}
 			var idle <-chan time.Time
 			if ss.superSeeded() {
+				ss.feed()
 				idle = time.After(revealIdle)
 			}
 			select {
 			case <-ss.wake:
-			case <-idle:
-				ss.showAll()
+			case now := <-idle:
+				ss.idle(now)
 			case <-ctx.Done():
 				return
 			}
 			continue
 		}
+		ss.busyAt.Store(time.Now().UnixNano())
 		ss.mu.Lock()
 		live := ss.queued[next.ID] == next
 		delete(ss.queued, next.ID)
@@ -435,7 +446,8 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 			continue // cancelled meanwhile
 		}
 		reply := &Msg{Type: MsgDontHave, ID: next.ID}
-		if data, err := ss.svc.bs.Get(ctx, next.CID); err == nil && len(data) <= MaxBlockSize {
+		// While super-seeding, a leaf kept for another remote is refused.
+		if data, err := ss.block(ctx, next.CID); err == nil {
 			if err := waitBytes(ctx, ss.svc.up, len(data)); err != nil {
 				return
 			}
@@ -454,6 +466,25 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 	}
 }
 
+// block returns the block c to send to ss, or an error if this node does
+// not hold it or keeps it for another remote (see servesLocked).
+func (ss *serverStream) block(ctx context.Context, c cid.Cid) ([]byte, error) {
+	if !ss.serves(c) {
+		return nil, errKept
+	}
+	data, err := ss.svc.bs.Get(ctx, c)
+	if err == nil && len(data) > MaxBlockSize {
+		err = errTooLarge
+	}
+	return data, err
+}
+
+// Why a block is not sent.
+var (
+	errKept     = errors.New("kept for another remote")
+	errTooLarge = errors.New("block larger than the protocol allows")
+)
+
 // waitBytes takes n bytes from lim (nil: no limit) in steps no larger than
 // its burst, so the burst can stay small and the cap tight.
 func waitBytes(ctx context.Context, lim *rate.Limiter, n int) error {
@@ -470,9 +501,11 @@ func waitBytes(ctx context.Context, lim *rate.Limiter, n int) error {
 	return nil
 }
 
-// nextLocked returns the queued WANT to serve next, leaving it queued: the
-// block this node has uploaded least, oldest first among equals.
-func (ss *serverStream) nextLocked() *Msg {
+// next returns the queued WANT to serve next, leaving it queued: the block
+// this node has uploaded least, oldest first among equals. (It takes ss.mu
+// and svc.mu one after the other: svc.mu is taken before ss.mu elsewhere.)
+func (ss *serverStream) next() *Msg {
+	ss.mu.Lock()
 	live := ss.queue[:0]
 	for _, m := range ss.queue {
 		if ss.queued[m.ID] == m {
@@ -480,6 +513,8 @@ func (ss *serverStream) nextLocked() *Msg {
 		}
 	}
 	ss.queue = live
+	live = slices.Clone(live)
+	ss.mu.Unlock()
 	if len(live) == 0 {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	mathbits "math/bits"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -23,15 +24,17 @@ const (
 	// its window.
 	revealAhead = 4
 	// revealIdle is how long a super-seeded remote may ask for nothing
-	// before it is shown everything: it gets what it was shown elsewhere
-	// (other seeds), or the crowd has moved on.
-	revealIdle = 250 * time.Millisecond
+	// before the leaves it was shown and did not ask for are shown to
+	// others (it gets them elsewhere, or it stalled), and, if no remote of
+	// the root is asking for anything either, it is shown everything.
+	revealIdle = time.Second
 )
 
 // superSeed is a root's state while this node super-seeds it.
 type superSeed struct {
 	order  []int  // leaf indexes in random order
-	next   int    // order[next:] have been shown to no one
+	next   int    // order[next:] are to be shown, to no one yet
+	pooled []bool // by leaf index: in order[next:]
 	sent   []bool // by leaf index: uploaded at least once
 	unsent int    // leaves never uploaded; super-seeding ends at 0
 }
@@ -40,22 +43,72 @@ type superSeed struct {
 // this node holds all n leaves, other remotes are fetching root from it,
 // and it has not uploaded each leaf once, ss is super-seeded: the returned
 // have-map bits are the leaves shown to it. Otherwise it returns nil and
-// ss is shown everything. ss must be subscribed already.
-func (s *Service) startRevealLocked(ss *serverStream, root cid.Cid, n int) []byte {
+// ss is shown everything. ss must be subscribed already. When ss starts
+// super-seeding, a remote that was shown everything while it was alone is
+// super-seeded from then on too: the returned HAVEs show it a few leaves.
+func (s *Service) startRevealLocked(ss *serverStream, root cid.Cid, n int) ([]byte, map[*serverStream][]uint64) {
 	if len(s.subs[root]) < 2 {
-		return nil // a lone remote: nothing to share out
+		return nil, nil // a lone remote: nothing to share out
 	}
+	var out map[*serverStream][]uint64
 	sp := s.seeding[root]
 	if sp == nil {
-		sp = &superSeed{order: rand.Perm(n), sent: make([]bool, n), unsent: n}
+		sp = s.newSuperSeedLocked(root, n)
 		s.seeding[root] = sp
+		if sp.unsent > 0 {
+			out = map[*serverStream][]uint64{}
+			for o := range s.subs[root] {
+				if o != ss && o.shown == nil {
+					o.shown = make([]byte, (n+7)/8)
+					out[o] = s.revealLocked(o, revealAhead)
+				}
+			}
+		}
 	}
 	if sp.unsent == 0 {
-		return nil
+		return nil, out
 	}
 	ss.shown = make([]byte, (n+7)/8)
 	s.revealLocked(ss, revealAhead) // in the have-map, not as HAVEs
-	return slices.Clone(ss.shown)
+	return slices.Clone(ss.shown), out
+}
+
+// newSuperSeedLocked starts super-seeding root's n leaves: those uploaded
+// already to a remote still here are not shown, the rest in random order.
+func (s *Service) newSuperSeedLocked(root cid.Cid, n int) *superSeed {
+	sp := &superSeed{pooled: make([]bool, n), sent: make([]bool, n)}
+	for o := range s.subs[root] {
+		for b, bits := range o.got {
+			for ; bits != 0; bits &= bits - 1 {
+				if i := b*8 + mathbits.TrailingZeros8(bits); i < n {
+					sp.sent[i] = true
+				}
+			}
+		}
+	}
+	for _, i := range rand.Perm(n) {
+		if sp.sent[i] {
+			continue
+		}
+		sp.order = append(sp.order, i)
+		sp.pooled[i] = true
+		sp.unsent++
+	}
+	return sp
+}
+
+// servesLocked reports whether ss may be sent leaf c now. While root is
+// super-seeded, a super-seeded remote gets the leaves it was shown and
+// those shown to nobody yet; the others are kept for the remotes they were
+// shown to, or come from the crowd. The refusal (DONT_HAVE) is undone by
+// the HAVEs that end super-seeding.
+func (s *Service) servesLocked(ss *serverStream, c cid.Cid) bool {
+	sp, li := s.seeding[ss.root], s.manifest[ss.root]
+	if ss.shown == nil || sp == nil || li == nil {
+		return true
+	}
+	i, ok := li.pos[c]
+	return !ok || ss.shown[i/8]&(1<<(i%8)) != 0 || sp.pooled[i]
 }
 
 // revealLocked shows super-seeded stream ss up to k more leaves nobody was
@@ -66,9 +119,13 @@ func (s *Service) revealLocked(ss *serverStream, k int) []uint64 {
 		return nil
 	}
 	var idx []uint64
-	for ; k > 0 && sp.next < len(sp.order); k-- {
+	for ; k > 0 && sp.next < len(sp.order); sp.next++ {
 		i := sp.order[sp.next]
-		sp.next++
+		if !sp.pooled[i] {
+			continue // sent from the pool
+		}
+		k--
+		sp.pooled[i] = false
 		ss.shown[i/8] |= 1 << (i % 8)
 		idx = append(idx, uint64(i))
 	}
@@ -80,7 +137,7 @@ func (s *Service) revealLocked(ss *serverStream, k int) []uint64 {
 func (s *Service) showAllLocked(ss *serverStream) []uint64 {
 	var idx []uint64
 	if sp := s.seeding[ss.root]; sp != nil {
-		for i := range len(sp.order) {
+		for i := range len(sp.sent) {
 			if ss.shown[i/8]&(1<<(i%8)) == 0 {
 				idx = append(idx, uint64(i))
 			}
@@ -95,14 +152,22 @@ func (s *Service) showAllLocked(ss *serverStream) []uint64 {
 // stream of the root is shown the rest, returned as HAVEs by stream.
 func (s *Service) sentLocked(ss *serverStream, c cid.Cid) map[*serverStream][]uint64 {
 	sp, li := s.seeding[ss.root], s.manifest[ss.root]
-	if sp == nil || li == nil || sp.unsent == 0 {
+	if li == nil {
 		return nil
 	}
 	i, ok := li.pos[c]
-	if !ok || i >= len(sp.sent) || sp.sent[i] {
+	if !ok {
+		return nil
+	}
+	if ss.got == nil {
+		ss.got = make([]byte, (len(li.leaves)+7)/8)
+	}
+	ss.got[i/8] |= 1 << (i % 8)
+	if sp == nil || sp.unsent == 0 || i >= len(sp.sent) || sp.sent[i] {
 		return nil
 	}
 	sp.sent[i] = true
+	sp.pooled[i] = false
 	if sp.unsent--; sp.unsent > 0 {
 		return nil
 	}
@@ -115,23 +180,140 @@ func (s *Service) sentLocked(ss *serverStream, c cid.Cid) map[*serverStream][]ui
 	return out
 }
 
-// reveal shows ss k more leaves if it is super-seeded (see revealLocked).
-func (ss *serverStream) reveal(k int) {
-	ss.svc.mu.Lock()
-	idx := ss.svc.revealLocked(ss, k)
-	ss.svc.mu.Unlock()
+// wanted handles a WANT for c: a super-seeded remote asking for a leaf it
+// may have is shown one more, so it always has a few to ask for. A WANT
+// that will be refused shows nothing, or a remote that once saw
+// everything would be shown leaves faster than it can take them.
+func (ss *serverStream) wanted(c cid.Cid) {
+	s := ss.svc
+	s.mu.Lock()
+	var idx []uint64
+	if ss.shown != nil && s.servesLocked(ss, c) {
+		ss.stalled = false
+		idx = s.revealLocked(ss, 1)
+	}
+	s.mu.Unlock()
 	ss.sendHaves(idx)
 }
 
-// showAll ends super-seeding for ss (see showAllLocked).
-func (ss *serverStream) showAll() {
-	ss.svc.mu.Lock()
+// feed shows a super-seeded remote that has nothing left to ask for a few
+// more leaves: new ones while there are, then, once every leaf was shown,
+// half of those another remote was shown and has not asked for yet (it
+// asks slower; a WANT it still sends for them is refused, and it gets them
+// from the crowd). A stalled remote is not fed (see idle).
+func (ss *serverStream) feed() {
+	s := ss.svc
+	s.mu.Lock()
 	var idx []uint64
-	if ss.shown != nil {
-		idx = ss.svc.showAllLocked(ss)
+	if sp := s.seeding[ss.root]; ss.shown != nil && sp != nil && !ss.stalled && len(s.unsentShownLocked(ss, sp)) == 0 {
+		if idx = s.revealLocked(ss, revealAhead); len(idx) == 0 {
+			idx = s.stealLocked(ss, sp)
+		}
 	}
-	ss.svc.mu.Unlock()
+	s.mu.Unlock()
 	ss.sendHaves(idx)
+}
+
+// stealLocked moves to ss half the leaves shown to another remote that
+// nobody was sent and it has not asked for, from the remote with the most
+// (at least 2: a remote with one left is likely asking for it), and
+// returns them as HAVEs.
+func (s *Service) stealLocked(ss *serverStream, sp *superSeed) []uint64 {
+	li := s.manifest[ss.root]
+	if li == nil {
+		return nil
+	}
+	var from *serverStream
+	var spare []int
+	for o := range s.subs[ss.root] {
+		if o == ss || o.shown == nil {
+			continue
+		}
+		o.mu.Lock()
+		queued := make(map[cid.Cid]bool, len(o.queued))
+		for _, m := range o.queued {
+			queued[m.CID] = true
+		}
+		o.mu.Unlock()
+		var cand []int
+		for _, i := range s.unsentShownLocked(o, sp) {
+			if !queued[li.leaves[i]] {
+				cand = append(cand, i)
+			}
+		}
+		if len(cand) >= 2 && len(cand) > len(spare) {
+			from, spare = o, cand
+		}
+	}
+	var idx []uint64
+	for _, i := range spare[:(len(spare)+1)/2] {
+		from.shown[i/8] &^= 1 << (i % 8)
+		ss.shown[i/8] |= 1 << (i % 8)
+		idx = append(idx, uint64(i))
+	}
+	return idx
+}
+
+// unsentShownLocked returns the leaves shown to ss that nobody was sent.
+func (s *Service) unsentShownLocked(ss *serverStream, sp *superSeed) []int {
+	var out []int
+	for b, bits := range ss.shown {
+		for ; bits != 0; bits &= bits - 1 {
+			if i := b*8 + mathbits.TrailingZeros8(bits); !sp.sent[i] {
+				out = append(out, i)
+			}
+		}
+	}
+	return out
+}
+
+// idle handles a super-seeded remote that asked for nothing for
+// revealIdle. The leaves it was shown and nobody was sent go back to be
+// shown to others (a WANT it still sends for them is refused): it gets
+// them elsewhere, or it stalled, and it is fed no more until it asks for
+// something. It is shown
+// everything only once no remote of the root is being served either: while
+// others are, this node's upload carries leaves uploaded to nobody yet,
+// and the idle remote gets the rest from the crowd.
+func (ss *serverStream) idle(now time.Time) {
+	s := ss.svc
+	s.mu.Lock()
+	var idx []uint64
+	if sp := s.seeding[ss.root]; ss.shown != nil && sp != nil {
+		var back []int
+		for _, i := range s.unsentShownLocked(ss, sp) {
+			ss.shown[i/8] &^= 1 << (i % 8)
+			if !sp.pooled[i] {
+				sp.pooled[i] = true
+				back = append(back, i)
+			}
+		}
+		if len(back) > 0 {
+			ss.stalled = true
+		}
+		sp.order, sp.next = append(sp.order[sp.next:], back...), 0
+		busy := false
+		for o := range s.subs[ss.root] {
+			busy = busy || (o != ss && o.servedSince(now.Add(-revealIdle)))
+		}
+		if !busy {
+			idx = s.showAllLocked(ss)
+		}
+	}
+	s.mu.Unlock()
+	ss.sendHaves(idx)
+}
+
+// servedSince reports whether ss had a WANT to serve at or after t.
+func (ss *serverStream) servedSince(t time.Time) bool {
+	return ss.busyAt.Load() >= t.UnixNano()
+}
+
+// serves reports whether ss may be sent c now (see servesLocked).
+func (ss *serverStream) serves(c cid.Cid) bool {
+	ss.svc.mu.Lock()
+	defer ss.svc.mu.Unlock()
+	return ss.svc.servesLocked(ss, c)
 }
 
 // superSeeded reports whether ss is still shown leaves a few at a time.

@@ -37,7 +37,10 @@ func (f *fakeSeed) join() (*serverStream, []int) {
 		f.svc.subs[f.root] = map[*serverStream]struct{}{}
 	}
 	f.svc.subs[f.root][ss] = struct{}{}
-	bits := f.svc.startRevealLocked(ss, f.root, len(f.leaves))
+	bits, out := f.svc.startRevealLocked(ss, f.root, len(f.leaves))
+	for o, idx := range out {
+		o.haves = append(o.haves, idx...)
+	}
 	if bits == nil {
 		return ss, nil
 	}
@@ -48,6 +51,14 @@ func (f *fakeSeed) join() (*serverStream, []int) {
 		}
 	}
 	return ss, shown
+}
+
+// reveal shows ss up to k more leaves and queues them as HAVEs.
+func reveal(ss *serverStream, k int) {
+	ss.svc.mu.Lock()
+	idx := ss.svc.revealLocked(ss, k)
+	ss.svc.mu.Unlock()
+	ss.sendHaves(idx)
 }
 
 // haves drains the HAVEs queued for ss.
@@ -65,43 +76,89 @@ func haves(ss *serverStream) []int {
 func TestSuperSeedShowsEachLeafToOneRemote(t *testing.T) {
 	const n = 20
 	f := newFakeSeed(t, n)
-	if _, shown := f.join(); shown != nil {
-		t.Fatalf("a lone remote was shown only %v", shown)
+	a, alone := f.join()
+	if alone != nil {
+		t.Fatalf("a lone remote was shown only %v", alone)
 	}
+	a.uploaded(f.leaves[0]) // sent to it while it was alone
 	seen := map[int]*serverStream{}
 	mark := func(ss *serverStream, idx []int) {
 		t.Helper()
 		for _, i := range idx {
-			if o := seen[i]; o != nil {
+			if o := seen[i]; o != nil || i == 0 {
 				t.Fatalf("leaf %d shown to two remotes before every leaf was shown once", i)
 			}
 			seen[i] = ss
 		}
 	}
-	var streams []*serverStream
-	for range 3 {
+	streams := []*serverStream{a}
+	for range 2 {
 		ss, shown := f.join()
 		if len(shown) != revealAhead {
 			t.Fatalf("a remote joining a crowd is shown %v, want %d leaves", shown, revealAhead)
 		}
 		mark(ss, shown)
 		streams = append(streams, ss)
+		if len(streams) == 2 {
+			// The crowd formed: the remote that was alone is
+			// super-seeded from now on, and shown a few leaves.
+			got := haves(a)
+			if !a.superSeeded() || len(got) != revealAhead {
+				t.Fatalf("once a crowd formed, the first remote was shown %v (super-seeded: %v), want %d leaves", got, a.superSeeded(), revealAhead)
+			}
+			mark(a, got)
+		}
 	}
-	// Each WANT shows its remote one more leaf nobody has seen.
-	for k := 0; len(seen) < n; k++ {
+	// want has ss ask for a leaf it was shown.
+	want := func(ss *serverStream) {
+		for i, o := range seen {
+			if o == ss {
+				ss.wanted(f.leaves[i])
+				return
+			}
+		}
+	}
+	// A WANT for a leaf shown to another remote shows nothing.
+	for i, o := range seen {
+		if o == streams[1] {
+			a.wanted(f.leaves[i])
+			break
+		}
+	}
+	if got := haves(a); len(got) != 0 {
+		t.Fatalf("a WANT for a leaf kept for another remote showed %v", got)
+	}
+	// Each WANT shows its remote one more leaf nobody has seen, until all
+	// but the one already sent were shown.
+	for k := 0; len(seen) < n-1; k++ {
 		ss := streams[k%3]
-		ss.reveal(1)
+		want(ss)
 		got := haves(ss)
 		if len(got) != 1 {
 			t.Fatalf("a WANT showed %d leaves, want 1", len(got))
 		}
 		mark(ss, got)
 	}
+	// A remote is sent the leaves it was shown, not those kept for others
+	// or already in the crowd (it is told DONT_HAVE).
+	for i, c := range f.leaves {
+		if want := seen[i] == a; a.serves(c) != want {
+			t.Fatalf("leaf %d: served to the first remote: %v, want %v", i, !want, want)
+		}
+	}
 	a, b, c := streams[0], streams[1], streams[2]
-	a.reveal(1)
+	want(a)
 	if got := haves(a); len(got) != 0 {
 		t.Fatalf("a WANT after every leaf was shown showed %v", got)
 	}
+	shownTo := func(ss *serverStream) map[int]bool {
+		m := map[int]bool{}
+		for i, o := range seen {
+			m[i] = o == ss
+		}
+		return m
+	}
+	shown := map[*serverStream]map[int]bool{a: shownTo(a), b: shownTo(b), c: shownTo(c)}
 	// showsRest checks that ss, no longer super-seeded, got HAVEs for
 	// exactly the leaves it had not been shown.
 	showsRest := func(ss *serverStream, when string) {
@@ -111,23 +168,61 @@ func TestSuperSeedShowsEachLeafToOneRemote(t *testing.T) {
 		}
 		got := haves(ss)
 		for i := range n {
-			if (seen[i] == ss) == slices.Contains(got, i) {
-				t.Fatalf("%s, leaf %d shown to it: %v, in its HAVEs: %v", when, i, seen[i] == ss, slices.Contains(got, i))
+			if shown[ss][i] == slices.Contains(got, i) {
+				t.Fatalf("%s, leaf %d shown to it: %v, in its HAVEs: %v", when, i, shown[ss][i], slices.Contains(got, i))
 			}
 		}
 	}
-	// An idle remote is shown everything it was not shown.
-	a.showAll()
-	showsRest(a, "after idling")
+	// An idle remote, while another is being served, is shown nothing
+	// more; what it was shown and nobody was sent goes to the others.
+	now := time.Now()
+	b.busyAt.Store(now.UnixNano())
+	x := slices.IndexFunc(f.leaves, func(c cid.Cid) bool { return seen[slices.Index(f.leaves, c)] == a })
+	a.uploaded(f.leaves[x]) // one of a's leaves was sent to it already
+	a.idle(now)
+	if got := haves(a); len(got) != 0 || !a.superSeeded() {
+		t.Fatalf("an idle remote was shown %v (super-seeded: %v) while another was served", got, a.superSeeded())
+	}
+	if a.feed(); len(haves(a)) != 0 {
+		t.Fatal("a remote that stalled was fed more leaves")
+	}
+	reveal(c, n)
+	var back []int
+	for i := range n {
+		if seen[i] == a && i != x {
+			back = append(back, i)
+		}
+	}
+	if a.serves(f.leaves[back[0]]) {
+		t.Fatal("an idle remote is still sent a leaf it was shown and did not ask for")
+	}
+	got := haves(c)
+	slices.Sort(got)
+	if !slices.Equal(got, back) {
+		t.Fatalf("after a remote idled, another was shown %v, want its unsent leaves %v", got, back)
+	}
+	for _, i := range got {
+		shown[c][i], shown[a][i] = true, false
+	}
+	// Once nobody else is served either, an idle remote is shown
+	// everything.
+	a.idle(now.Add(2 * revealIdle))
+	showsRest(a, "after idling alone")
 	// Once every leaf was uploaded, super-seeding ends: the others are
 	// shown the rest, and a new remote sees everything.
-	for _, leaf := range f.leaves[:n-1] {
+	var rest []cid.Cid // the leaves not uploaded yet
+	for i, c := range f.leaves {
+		if i != 0 && i != x {
+			rest = append(rest, c)
+		}
+	}
+	for _, leaf := range rest[:len(rest)-1] {
 		b.uploaded(leaf)
 	}
 	if !b.superSeeded() || !c.superSeeded() {
 		t.Fatal("super-seeding ended before the last leaf was uploaded")
 	}
-	b.uploaded(f.leaves[n-1])
+	b.uploaded(rest[len(rest)-1])
 	showsRest(b, "once every leaf was uploaded")
 	showsRest(c, "once every leaf was uploaded")
 	if got := haves(a); len(got) != 0 {
@@ -210,5 +305,56 @@ func TestSuperSeedCrowd(t *testing.T) {
 	// stalled past revealIdle on a loaded machine may cost one or two.
 	if repeats > 2 {
 		t.Fatalf("the seed uploaded %d leaves twice before uploading all %d once", repeats, n)
+	}
+}
+
+// TestSuperSeedFeeds: a remote with nothing left to ask for is shown new
+// leaves while there are, then half of those another remote was shown and
+// has not asked for.
+func TestSuperSeedFeeds(t *testing.T) {
+	const n = 12
+	f := newFakeSeed(t, n)
+	a, _ := f.join()
+	b, shownB := f.join()
+	shownA := haves(a)
+	if len(shownA) != revealAhead || len(shownB) != revealAhead {
+		t.Fatalf("shown %v and %v, want %d each", shownA, shownB, revealAhead)
+	}
+	b.feed()
+	if got := haves(b); len(got) != 0 {
+		t.Fatalf("a remote with leaves to ask for was fed %v", got)
+	}
+	for _, i := range shownB {
+		b.uploaded(f.leaves[i])
+	}
+	b.feed()
+	fresh := haves(b)
+	if len(fresh) != revealAhead || slices.ContainsFunc(fresh, func(i int) bool { return slices.Contains(shownA, i) || slices.Contains(shownB, i) }) {
+		t.Fatalf("a remote with nothing to ask for was fed %v, want %d leaves nobody was shown", fresh, revealAhead)
+	}
+	for _, i := range fresh {
+		b.uploaded(f.leaves[i])
+	}
+	// Every leaf was shown: b takes half of a's, not one a asked for.
+	a.mu.Lock()
+	a.queued[1] = &Msg{Type: MsgWant, ID: 1, CID: f.leaves[shownA[0]]}
+	a.mu.Unlock()
+	b.feed()
+	stolen := haves(b)
+	if len(stolen) != 2 || slices.Contains(stolen, shownA[0]) || slices.ContainsFunc(stolen, func(i int) bool { return !slices.Contains(shownA, i) }) {
+		t.Fatalf("a remote with nothing to ask for took %v of %v (%d asked for), want 2 not asked for", stolen, shownA, shownA[0])
+	}
+	for _, i := range shownA {
+		if a.serves(f.leaves[i]) == slices.Contains(stolen, i) || b.serves(f.leaves[i]) != slices.Contains(stolen, i) {
+			t.Fatalf("leaf %d: served to its first remote: %v, to the one that took it: %v", i, a.serves(f.leaves[i]), b.serves(f.leaves[i]))
+		}
+	}
+	// One left that a has not asked for: it keeps it.
+	for _, i := range stolen {
+		b.uploaded(f.leaves[i])
+	}
+	b.feed()
+	if got := haves(b); len(got) != 0 {
+		t.Fatalf("a remote took %v, the last leaf another had not asked for yet", got)
 	}
 }
