@@ -259,7 +259,10 @@ func (r *runner) scale(ctx context.Context, cfg config) ([]scaleRow, error) {
 	var rows []scaleRow
 	t := table{head: []string{"k", "sum of caps Mbit/s", "got Mbit/s", "ratio", "seconds", "sources"}}
 	for _, k := range ks {
-		size := r.size(cfg, 48*k, 24*k)
+		// 96 MiB per seeder: about 8 s at every k, so the fixed part of
+		// a get (DHT lookup, dials, the final fsync: ~0.2 s) weighs as
+		// in a download of that length.
+		size := r.size(cfg, 96*k, 96*k)
 		g, err := r.swarm(ctx, cfg, fmt.Sprintf("k%d", k), k, 0, size)
 		if err != nil {
 			return rows, err
@@ -276,7 +279,7 @@ func (r *runner) scale(ctx context.Context, cfg config) ([]scaleRow, error) {
 
 // slowSeed compares 3 seeders with 3 seeders plus one at a tenth of the cap.
 func (r *runner) slowSeed(ctx context.Context, cfg config) (float64, error) {
-	size := r.size(cfg, 128, 64)
+	size := r.size(cfg, 128, 128)
 	fmt.Printf("slowseed: 3 seeders at %d Mbit/s, then the same plus one at %d Mbit/s; %d MiB\n", cfg.capMbit, cfg.capMbit/10, size/mib)
 	base, err := r.swarm(ctx, cfg, "fast3", 3, 0, size)
 	if err != nil {
@@ -316,7 +319,7 @@ func (r *runner) flashcrowd(ctx context.Context, cfg config) (*crowdResult, erro
 			n = 2
 		}
 	}
-	size := r.size(cfg, 128, 32)
+	size := r.size(cfg, 128, 128)
 	capBytes := float64(cfg.capMbit) * 1e6 / 8
 	F := float64(size)
 	lb, cs := crowdBounds(F, capBytes, capBytes, n)
