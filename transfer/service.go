@@ -296,10 +296,27 @@ func (s *Service) handle(st network.Stream) {
 		return
 	}
 	ss := &serverStream{svc: s, s: st, remote: st.Conn().RemotePeer(), root: hello.Root, queued: map[uint64]*Msg{}, wake: make(chan struct{}, 1)}
+	// Subscribe first, then read the have-map from the store: a leaf
+	// stored in between is announced as a HAVE, which the writer sends
+	// after the have-map, so no leaf goes unannounced.
+	li, err := s.index(ctx, hello.Root)
+	s.mu.Lock()
+	if s.subs[hello.Root] == nil {
+		s.subs[hello.Root] = map[*serverStream]struct{}{}
+	}
+	s.subs[hello.Root][ss] = struct{}{}
+	if err == nil && s.manifest[hello.Root] == nil {
+		s.manifest[hello.Root] = li // dropped meanwhile; announce needs it
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.leaveLocked(ss)
+		s.mu.Unlock()
+	}()
 	// The have-map: empty if we do not know the root's structure (yet).
 	hm := &Msg{Type: MsgHaveMap}
 	complete := false
-	li, err := s.index(ctx, hello.Root)
 	if err == nil {
 		hm.Count = uint64(len(li.leaves))
 		hm.Bits = make([]byte, (len(li.leaves)+7)/8)
@@ -313,10 +330,6 @@ func (s *Service) handle(st network.Stream) {
 		}
 	}
 	s.mu.Lock()
-	if s.subs[hello.Root] == nil {
-		s.subs[hello.Root] = map[*serverStream]struct{}{}
-	}
-	s.subs[hello.Root][ss] = struct{}{}
 	var converted map[*serverStream][]uint64
 	if complete && len(li.leaves) > 0 {
 		var bits []byte
@@ -330,12 +343,6 @@ func (s *Service) handle(st network.Stream) {
 	}
 	s.mu.Unlock()
 	sendHaves(converted)
-	defer func() {
-		s.mu.Lock()
-		delete(s.subs[hello.Root], ss)
-		s.dropIndexLocked(hello.Root)
-		s.mu.Unlock()
-	}()
 	// A remote fetching the same root may hold leaves we lack.
 	for _, sess := range sessions {
 		sess.addCandidate(peer.AddrInfo{ID: ss.remote})

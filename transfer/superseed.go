@@ -280,18 +280,9 @@ func (ss *serverStream) idle(now time.Time) {
 	s.mu.Lock()
 	var idx []uint64
 	if sp := s.seeding[ss.root]; ss.shown != nil && sp != nil {
-		var back []int
-		for _, i := range s.unsentShownLocked(ss, sp) {
-			ss.shown[i/8] &^= 1 << (i % 8)
-			if !sp.pooled[i] {
-				sp.pooled[i] = true
-				back = append(back, i)
-			}
-		}
-		if len(back) > 0 {
+		if s.reclaimLocked(ss, sp) > 0 {
 			ss.stalled = true
 		}
-		sp.order, sp.next = append(sp.order[sp.next:], back...), 0
 		busy := false
 		for o := range s.subs[ss.root] {
 			busy = busy || (o != ss && o.servedSince(now.Add(-revealIdle)))
@@ -302,6 +293,31 @@ func (ss *serverStream) idle(now time.Time) {
 	}
 	s.mu.Unlock()
 	ss.sendHaves(idx)
+}
+
+// reclaimLocked puts the leaves shown to ss that nobody was sent back in
+// the pool, to be shown to others, and returns how many there were.
+func (s *Service) reclaimLocked(ss *serverStream, sp *superSeed) int {
+	var back []int
+	for _, i := range s.unsentShownLocked(ss, sp) {
+		ss.shown[i/8] &^= 1 << (i % 8)
+		if !sp.pooled[i] {
+			sp.pooled[i] = true
+			back = append(back, i)
+		}
+	}
+	sp.order, sp.next = append(sp.order[sp.next:], back...), 0
+	return len(back)
+}
+
+// leaveLocked unsubscribes ss: the leaves it was shown and nobody was sent
+// go to the others.
+func (s *Service) leaveLocked(ss *serverStream) {
+	if sp := s.seeding[ss.root]; ss.shown != nil && sp != nil {
+		s.reclaimLocked(ss, sp)
+	}
+	delete(s.subs[ss.root], ss)
+	s.dropIndexLocked(ss.root)
 }
 
 // servedSince reports whether ss had a WANT to serve at or after t.

@@ -357,4 +357,21 @@ func TestSuperSeedFeeds(t *testing.T) {
 	if got := haves(b); len(got) != 0 {
 		t.Fatalf("a remote took %v, the last leaf another had not asked for yet", got)
 	}
+	// a goes away: what it was shown and nobody was sent goes to b.
+	var left []int
+	for _, i := range shownA {
+		if !slices.Contains(stolen, i) {
+			left = append(left, i)
+		}
+	}
+	f.svc.mu.Lock()
+	f.svc.leaveLocked(a)
+	f.svc.mu.Unlock()
+	b.feed()
+	got := haves(b)
+	slices.Sort(got)
+	slices.Sort(left)
+	if !slices.Equal(got, left) {
+		t.Fatalf("after a remote left, another was fed %v, want the leaves it left %v", got, left)
+	}
 }
