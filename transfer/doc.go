@@ -69,23 +69,28 @@
 // have-maps (random among equals), a window of rate × 2 s worth of
 // requests per peer (slow start from 4, at most 32), requests a peer sits
 // on for 3× their expected time given to others, and in the endgame (every
-// missing leaf requested) the last leaves asked of up to 3 peers once their
-// first request is a second old and either overdue (at its peer's rate,
-// behind the requests ahead of it) or slower than the new peer should be,
-// the duplicates cancelled when one arrives.
+// missing leaf requested) the last leaves asked of up to 3 peers when
+// their request is overdue (at its peer's rate, behind the requests ahead
+// of it) or slower than the new peer should be, the duplicates cancelled
+// when one arrives.
 // A request is not moved to a peer that announces the leaf later: a server
 // hands a block to the transport as soon as it reaches it in the queue,
 // so on a slow link a CANCEL mostly arrives after the block has left and
 // the leaf would cross the network twice.
 //
 // A server serves each stream's queue least-uploaded block first. A node
-// that holds every leaf of a root super-seeds it: each remote's have-map
-// shows only 4 leaves, each WANT shows it one more (a HAVE), and each leaf
-// is shown to one remote only, until the node has uploaded every leaf
-// once; then every remote is sent HAVEs for the rest. A crowd that starts
-// together thus takes distinct leaves from the seed and trades the copies
-// among itself. A remote that asks for nothing for 250 ms is shown more
-// (leaves nobody was shown, else leaves not uploaded yet), so a slow or
-// vanished remote holds nothing back. Clients need no special handling: a
-// super-seeding node looks like a peer that gains leaves as it goes.
+// that holds every leaf of a root super-seeds it once two remotes fetch
+// it: each remote is shown 4 leaves (in its have-map, or as HAVEs for a
+// remote that came alone and saw everything), each WANT for one of them
+// shows it one more, and each leaf is shown to one remote only, until the
+// node has uploaded every leaf once; then every remote is sent HAVEs for
+// the rest. Meanwhile a remote is sent only leaves shown to it or to
+// nobody yet (else DONT_HAVE), so the node's upload carries only leaves
+// the crowd lacks, and the crowd trades the copies. A remote with nothing
+// left to ask for is shown new leaves at once, or, once all were shown,
+// half of those another remote has not asked for yet; a remote that asks
+// for nothing for a second gives its unasked leaves back, and is shown
+// everything if nobody else is being served. Clients need no special
+// handling: a super-seeding node looks like a peer that gains leaves as it
+// goes, and sometimes changes its mind (DONT_HAVE).
 package transfer
