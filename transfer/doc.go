@@ -88,9 +88,10 @@
 // nobody yet (else DONT_HAVE), so the node's upload carries only leaves
 // the crowd lacks, and the crowd trades the copies. A remote with nothing
 // left to ask for is shown new leaves at once, or, once all were shown,
-// half of those another remote has not asked for yet; a remote that asks
-// for nothing for a second gives its unasked leaves back, and is shown
-// everything if nobody else is being served. Clients need no special
+// half of those shown to another remote and not sent yet (so the last
+// leaves leave over several connections); a remote that asks for nothing
+// for half a second gives its unsent leaves back, and is shown everything
+// if nobody else is being served. Clients need no special
 // handling: a super-seeding node looks like a peer that gains leaves as it
 // goes, and sometimes changes its mind (DONT_HAVE).
 package transfer

@@ -27,7 +27,7 @@ const (
 	// before the leaves it was shown and did not ask for are shown to
 	// others (it gets them elsewhere, or it stalled), and, if no remote of
 	// the root is asking for anything either, it is shown everything.
-	revealIdle = time.Second
+	revealIdle = 500 * time.Millisecond
 )
 
 // superSeed is a root's state while this node super-seeds it.
@@ -198,9 +198,9 @@ func (ss *serverStream) wanted(c cid.Cid) {
 
 // feed shows a super-seeded remote that has nothing left to ask for a few
 // more leaves: new ones while there are, then, once every leaf was shown,
-// half of those another remote was shown and has not asked for yet (it
-// asks slower; a WANT it still sends for them is refused, and it gets them
-// from the crowd). A stalled remote is not fed (see idle).
+// half of those shown to another remote and not sent yet (see
+// stealLocked; that remote gets them from the crowd). A stalled remote is
+// not fed (see idle).
 func (ss *serverStream) feed() {
 	s := ss.svc
 	s.mu.Lock()
@@ -215,32 +215,18 @@ func (ss *serverStream) feed() {
 }
 
 // stealLocked moves to ss half the leaves shown to another remote that
-// nobody was sent and it has not asked for, from the remote with the most
-// (at least 2: a remote with one left is likely asking for it), and
-// returns them as HAVEs.
+// nobody was sent, from the remote with the most (at least 2: one is
+// likely on its way), and returns them as HAVEs. Those the other remote
+// asked for already are refused when its turn comes: the last leaves go
+// out over several connections at once instead of queued on one.
 func (s *Service) stealLocked(ss *serverStream, sp *superSeed) []uint64 {
-	li := s.manifest[ss.root]
-	if li == nil {
-		return nil
-	}
 	var from *serverStream
 	var spare []int
 	for o := range s.subs[ss.root] {
 		if o == ss || o.shown == nil {
 			continue
 		}
-		o.mu.Lock()
-		queued := make(map[cid.Cid]bool, len(o.queued))
-		for _, m := range o.queued {
-			queued[m.CID] = true
-		}
-		o.mu.Unlock()
-		var cand []int
-		for _, i := range s.unsentShownLocked(o, sp) {
-			if !queued[li.leaves[i]] {
-				cand = append(cand, i)
-			}
-		}
+		cand := s.unsentShownLocked(o, sp)
 		if len(cand) >= 2 && len(cand) > len(spare) {
 			from, spare = o, cand
 		}
@@ -296,7 +282,8 @@ func (ss *serverStream) idle(now time.Time) {
 }
 
 // reclaimLocked puts the leaves shown to ss that nobody was sent back in
-// the pool, to be shown to others, and returns how many there were.
+// the pool, wakes the other remotes' writers to be fed from it, and
+// returns how many there were.
 func (s *Service) reclaimLocked(ss *serverStream, sp *superSeed) int {
 	var back []int
 	for _, i := range s.unsentShownLocked(ss, sp) {
@@ -307,6 +294,13 @@ func (s *Service) reclaimLocked(ss *serverStream, sp *superSeed) int {
 		}
 	}
 	sp.order, sp.next = append(sp.order[sp.next:], back...), 0
+	if len(back) > 0 {
+		for o := range s.subs[ss.root] {
+			if o != ss {
+				o.signal() // an idle writer feeds its remote from the pool
+			}
+		}
+	}
 	return len(back)
 }
 
