@@ -459,7 +459,6 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 				return
 			}
 			reply = &Msg{Type: MsgBlock, ID: next.ID, Data: data}
-			ss.uploaded(next.CID)
 		}
 		if scratch, err = writeBlock(bw, reply, scratch); err != nil {
 			return
@@ -473,12 +472,22 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 	}
 }
 
-// block returns the block c to send to ss, or an error if this node does
-// not hold it or keeps it for another remote (see servesLocked).
+// block returns the block c to send to ss, counted as uploaded, or an
+// error if this node keeps it for another remote (see servesLocked) or does
+// not hold it. Counting comes first, under the lock that decides, so a
+// leaf cannot be given to another remote (stealLocked) while it is on its
+// way to this one; a block that then fails to read (a disk error) stays
+// counted, which only orders queues.
 func (ss *serverStream) block(ctx context.Context, c cid.Cid) ([]byte, error) {
-	if !ss.serves(c) {
+	s := ss.svc
+	s.mu.Lock()
+	if !s.servesLocked(ss, c) {
+		s.mu.Unlock()
 		return nil, errKept
 	}
+	out := s.uploadedLocked(ss, c)
+	s.mu.Unlock()
+	sendHaves(out)
 	data, err := ss.svc.bs.Get(ctx, c)
 	if err == nil && len(data) > MaxBlockSize {
 		err = errTooLarge
@@ -537,17 +546,14 @@ func (ss *serverStream) next() *Msg {
 	return live[best]
 }
 
-// uploaded counts an upload of c to ss; it may end super-seeding.
-func (ss *serverStream) uploaded(c cid.Cid) {
-	s := ss.svc
-	s.mu.Lock()
+// uploadedLocked counts an upload of c to ss; it may end super-seeding
+// (see sentLocked).
+func (s *Service) uploadedLocked(ss *serverStream, c cid.Cid) map[*serverStream][]uint64 {
 	if len(s.sent) > 1<<20 {
 		clear(s.sent) // a bound on memory; the counts only order a queue
 	}
 	s.sent[c]++
-	out := s.sentLocked(ss, c)
-	s.mu.Unlock()
-	sendHaves(out)
+	return s.sentLocked(ss, c)
 }
 
 // writeBlock writes a message, sending a block's bytes straight from

@@ -319,13 +319,6 @@ func (ss *serverStream) servedSince(t time.Time) bool {
 	return ss.busyAt.Load() >= t.UnixNano()
 }
 
-// serves reports whether ss may be sent c now (see servesLocked).
-func (ss *serverStream) serves(c cid.Cid) bool {
-	ss.svc.mu.Lock()
-	defer ss.svc.mu.Unlock()
-	return ss.svc.servesLocked(ss, c)
-}
-
 // superSeeded reports whether ss is still shown leaves a few at a time.
 func (ss *serverStream) superSeeded() bool {
 	ss.svc.mu.Lock()

@@ -61,6 +61,21 @@ func reveal(ss *serverStream, k int) {
 	ss.sendHaves(idx)
 }
 
+// serves reports whether ss may be sent c now.
+func (ss *serverStream) serves(c cid.Cid) bool {
+	ss.svc.mu.Lock()
+	defer ss.svc.mu.Unlock()
+	return ss.svc.servesLocked(ss, c)
+}
+
+// uploaded counts an upload of c to ss, as sending it would.
+func (ss *serverStream) uploaded(c cid.Cid) {
+	ss.svc.mu.Lock()
+	out := ss.svc.uploadedLocked(ss, c)
+	ss.svc.mu.Unlock()
+	sendHaves(out)
+}
+
 // haves drains the HAVEs queued for ss.
 func haves(ss *serverStream) []int {
 	ss.mu.Lock()
