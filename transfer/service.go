@@ -517,8 +517,9 @@ func waitBytes(ctx context.Context, lim *rate.Limiter, n int) error {
 	return nil
 }
 
-// next returns the queued WANT to serve next, leaving it queued: the block
-// this node has uploaded least, oldest first among equals. (It takes ss.mu
+// next returns the queued WANT to serve next, leaving it queued: one to be
+// refused while super-seeding, else the block this node has uploaded
+// least, oldest first among equals. (It takes ss.mu
 // and svc.mu one after the other: svc.mu is taken before ss.mu elsewhere.)
 func (ss *serverStream) next() *Msg {
 	ss.mu.Lock()
@@ -534,15 +535,25 @@ func (ss *serverStream) next() *Msg {
 	if len(live) == 0 {
 		return nil
 	}
+	s := ss.svc
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ss.shown != nil {
+		// A WANT to be refused is answered first: it costs nothing, and
+		// the remote's request slot is free at once.
+		for _, m := range live {
+			if !s.servesLocked(ss, m.CID) {
+				return m
+			}
+		}
+	}
 	best := 0
-	ss.svc.mu.Lock()
-	bestSent := ss.svc.sent[live[0].CID]
+	bestSent := s.sent[live[0].CID]
 	for i := 1; i < len(live) && bestSent > 0; i++ {
-		if n := ss.svc.sent[live[i].CID]; n < bestSent {
+		if n := s.sent[live[i].CID]; n < bestSent {
 			best, bestSent = i, n
 		}
 	}
-	ss.svc.mu.Unlock()
 	return live[best]
 }
 

@@ -342,6 +342,24 @@ func TestSuperSeedFeeds(t *testing.T) {
 	for _, i := range shownB {
 		b.uploaded(f.leaves[i])
 	}
+	// A WANT to be refused is answered before a block is sent.
+	kept := slices.IndexFunc(f.leaves, func(c cid.Cid) bool { return !b.serves(c) })
+	pooled := slices.IndexFunc(f.leaves, func(c cid.Cid) bool {
+		i := slices.Index(f.leaves, c)
+		return !slices.Contains(shownA, i) && !slices.Contains(shownB, i)
+	})
+	b.mu.Lock()
+	b.queued[1] = &Msg{Type: MsgWant, ID: 1, CID: f.leaves[pooled]} // older, never sent either
+	b.queued[2] = &Msg{Type: MsgWant, ID: 2, CID: f.leaves[kept]}
+	b.queue = []*Msg{b.queued[1], b.queued[2]}
+	b.mu.Unlock()
+	if m := b.next(); m == nil || m.ID != 2 {
+		t.Fatalf("served %v first, want the WANT to be refused", m)
+	}
+	b.mu.Lock()
+	clear(b.queued)
+	b.queue = nil
+	b.mu.Unlock()
 	b.feed()
 	fresh := haves(b)
 	if len(fresh) != revealAhead || slices.ContainsFunc(fresh, func(i int) bool { return slices.Contains(shownA, i) || slices.Contains(shownB, i) }) {
