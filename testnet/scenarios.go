@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -85,6 +86,8 @@ func (r *runner) seedFile(ctx context.Context, seeds []*peerNode, path string) (
 // downloadAll runs get on every downloader at once; with keepSeeding each
 // keeps serving until all have finished.
 func (r *runner) downloadAll(ctx context.Context, dls []*peerNode, root, boot, sum string, keepSeeding bool) ([]*getResult, error) {
+	// The test file was just written: its writeback is not the download's.
+	syscall.Sync()
 	res := make([]*getResult, len(dls))
 	errs := make([]error, len(dls))
 	stop := make(chan struct{})
