@@ -239,9 +239,9 @@ type serverStream struct {
 	root cid.Cid // the root named in HELLO
 	// Super-seeding, guarded by svc.mu: the leaves shown to the remote
 	// while this node reveals root a few leaves at a time, else nil.
-	shown   []byte
-	stalled bool   // its unrequested leaves were shown to others
-	got     []byte // by leaf index: uploaded to the remote
+	shown   bitfield
+	stalled bool     // its unrequested leaves were shown to others
+	got     bitfield // leaves uploaded to the remote
 	// busyAt is when the writer last had a WANT to serve (Unix ns).
 	busyAt atomic.Int64
 }
@@ -319,20 +319,21 @@ func (s *Service) handle(st network.Stream) {
 	complete := false
 	if err == nil {
 		hm.Count = uint64(len(li.leaves))
-		hm.Bits = make([]byte, (len(li.leaves)+7)/8)
+		have := newBitfield(len(li.leaves))
 		complete = true
 		for i, c := range li.leaves {
 			if ok, _ := s.bs.Has(ctx, c); ok {
-				hm.Bits[i/8] |= 1 << (i % 8)
+				have.set(i)
 			} else {
 				complete = false
 			}
 		}
+		hm.Bits = have
 	}
 	s.mu.Lock()
 	var converted map[*serverStream][]uint64
 	if complete && len(li.leaves) > 0 {
-		var bits []byte
+		var bits bitfield
 		if bits, converted = s.startRevealLocked(ss, hello.Root, len(li.leaves)); bits != nil {
 			hm.Bits = bits
 		}

@@ -106,8 +106,8 @@ type remote struct {
 	id       peer.ID
 	s        network.Stream
 	out      chan *Msg
-	have     []byte // bitfield over the root's leaves; nil if unknown
-	count    uint64 // leaves the have-map describes
+	have     bitfield // the root's leaves it holds; nil if unknown
+	count    uint64   // leaves the have-map describes
 	win      window
 	inflight map[uint64]*request
 	asked    map[int]uint64 // leaf index -> request ID
@@ -115,7 +115,7 @@ type remote struct {
 	closed   chan struct{} // closed when the remote is dropped
 }
 
-func (r *remote) has(i int) bool { return r.have != nil && r.have[i/8]&(1<<(i%8)) != 0 }
+func (r *remote) has(i int) bool { return r.have != nil && r.have.has(i) }
 
 // NewSession starts a session for root; it finds peers through prov and
 // through remotes that ask us for the same root. Close it when done.
@@ -396,14 +396,14 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 			ss.mu.Lock()
 			if ss.li == nil && r.have != nil && m.Index < r.count {
 				// Before Download: kept with the have-map, counted then.
-				r.have[m.Index/8] |= 1 << (m.Index % 8)
+				r.have.set(int(m.Index))
 			} else if ss.li != nil && m.Index < uint64(len(ss.li.leaves)) {
 				if r.have == nil {
-					r.have, r.count = make([]byte, (len(ss.li.leaves)+7)/8), uint64(len(ss.li.leaves))
+					r.have, r.count = newBitfield(len(ss.li.leaves)), uint64(len(ss.li.leaves))
 				}
 				i := int(m.Index)
 				if !r.has(i) {
-					r.have[i/8] |= 1 << (i % 8)
+					r.have.set(i)
 					ss.pk.avail[i]++
 				}
 			}
@@ -426,7 +426,7 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 			if req != nil {
 				ss.finishLocked(req)
 				if req.idx >= 0 && r.has(req.idx) {
-					r.have[req.idx/8] &^= 1 << (req.idx % 8)
+					r.have.unset(req.idx)
 					ss.pk.avail[req.idx]--
 				}
 			}

@@ -1,7 +1,6 @@
 package transfer
 
 import (
-	mathbits "math/bits"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -46,7 +45,7 @@ type superSeed struct {
 // ss is shown everything. ss must be subscribed already. When ss starts
 // super-seeding, a remote that was shown everything while it was alone is
 // super-seeded from then on too: the returned HAVEs show it a few leaves.
-func (s *Service) startRevealLocked(ss *serverStream, root cid.Cid, n int) ([]byte, map[*serverStream][]uint64) {
+func (s *Service) startRevealLocked(ss *serverStream, root cid.Cid, n int) (bitfield, map[*serverStream][]uint64) {
 	if len(s.subs[root]) < 2 {
 		return nil, nil // a lone remote: nothing to share out
 	}
@@ -59,7 +58,7 @@ func (s *Service) startRevealLocked(ss *serverStream, root cid.Cid, n int) ([]by
 			out = map[*serverStream][]uint64{}
 			for o := range s.subs[root] {
 				if o != ss && o.shown == nil {
-					o.shown = make([]byte, (n+7)/8)
+					o.shown = newBitfield(n)
 					out[o] = s.revealLocked(o, revealAhead)
 				}
 			}
@@ -68,7 +67,7 @@ func (s *Service) startRevealLocked(ss *serverStream, root cid.Cid, n int) ([]by
 	if sp.unsent == 0 {
 		return nil, out
 	}
-	ss.shown = make([]byte, (n+7)/8)
+	ss.shown = newBitfield(n)
 	s.revealLocked(ss, revealAhead) // in the have-map, not as HAVEs
 	return slices.Clone(ss.shown), out
 }
@@ -78,11 +77,9 @@ func (s *Service) startRevealLocked(ss *serverStream, root cid.Cid, n int) ([]by
 func (s *Service) newSuperSeedLocked(root cid.Cid, n int) *superSeed {
 	sp := &superSeed{pooled: make([]bool, n), sent: make([]bool, n)}
 	for o := range s.subs[root] {
-		for b, bits := range o.got {
-			for ; bits != 0; bits &= bits - 1 {
-				if i := b*8 + mathbits.TrailingZeros8(bits); i < n {
-					sp.sent[i] = true
-				}
+		for i := range o.got.all() {
+			if i < n {
+				sp.sent[i] = true
 			}
 		}
 	}
@@ -108,7 +105,7 @@ func (s *Service) servesLocked(ss *serverStream, c cid.Cid) bool {
 		return true
 	}
 	i, ok := li.pos[c]
-	return !ok || ss.shown[i/8]&(1<<(i%8)) != 0 || sp.pooled[i]
+	return !ok || ss.shown.has(i) || sp.pooled[i]
 }
 
 // revealLocked shows super-seeded stream ss up to k more leaves nobody was
@@ -126,7 +123,7 @@ func (s *Service) revealLocked(ss *serverStream, k int) []uint64 {
 		}
 		k--
 		sp.pooled[i] = false
-		ss.shown[i/8] |= 1 << (i % 8)
+		ss.shown.set(i)
 		idx = append(idx, uint64(i))
 	}
 	return idx
@@ -138,7 +135,7 @@ func (s *Service) showAllLocked(ss *serverStream) []uint64 {
 	var idx []uint64
 	if sp := s.seeding[ss.root]; sp != nil {
 		for i := range len(sp.sent) {
-			if ss.shown[i/8]&(1<<(i%8)) == 0 {
+			if !ss.shown.has(i) {
 				idx = append(idx, uint64(i))
 			}
 		}
@@ -160,9 +157,9 @@ func (s *Service) sentLocked(ss *serverStream, c cid.Cid) map[*serverStream][]ui
 		return nil
 	}
 	if ss.got == nil {
-		ss.got = make([]byte, (len(li.leaves)+7)/8)
+		ss.got = newBitfield(len(li.leaves))
 	}
-	ss.got[i/8] |= 1 << (i % 8)
+	ss.got.set(i)
 	if sp == nil || sp.unsent == 0 || i >= len(sp.sent) || sp.sent[i] {
 		return nil
 	}
@@ -233,8 +230,8 @@ func (s *Service) stealLocked(ss *serverStream, sp *superSeed) []uint64 {
 	}
 	var idx []uint64
 	for _, i := range spare[:(len(spare)+1)/2] {
-		from.shown[i/8] &^= 1 << (i % 8)
-		ss.shown[i/8] |= 1 << (i % 8)
+		from.shown.unset(i)
+		ss.shown.set(i)
 		idx = append(idx, uint64(i))
 	}
 	return idx
@@ -243,11 +240,9 @@ func (s *Service) stealLocked(ss *serverStream, sp *superSeed) []uint64 {
 // unsentShownLocked returns the leaves shown to ss that nobody was sent.
 func (s *Service) unsentShownLocked(ss *serverStream, sp *superSeed) []int {
 	var out []int
-	for b, bits := range ss.shown {
-		for ; bits != 0; bits &= bits - 1 {
-			if i := b*8 + mathbits.TrailingZeros8(bits); !sp.sent[i] {
-				out = append(out, i)
-			}
+	for i := range ss.shown.all() {
+		if !sp.sent[i] {
+			out = append(out, i)
 		}
 	}
 	return out
@@ -257,10 +252,10 @@ func (s *Service) unsentShownLocked(ss *serverStream, sp *superSeed) []int {
 // revealIdle. The leaves it was shown and nobody was sent go back to be
 // shown to others (a WANT it still sends for them is refused): it gets
 // them elsewhere, or it stalled, and it is fed no more until it asks for
-// something. It is shown
-// everything only once no remote of the root is being served either: while
-// others are, this node's upload carries leaves uploaded to nobody yet,
-// and the idle remote gets the rest from the crowd.
+// something. It is shown everything only once no remote of the root is
+// being served either: while others are, this node's upload carries
+// leaves uploaded to nobody yet, and the idle remote gets the rest from
+// the crowd.
 func (ss *serverStream) idle(now time.Time) {
 	s := ss.svc
 	s.mu.Lock()
@@ -287,7 +282,7 @@ func (ss *serverStream) idle(now time.Time) {
 func (s *Service) reclaimLocked(ss *serverStream, sp *superSeed) int {
 	var back []int
 	for _, i := range s.unsentShownLocked(ss, sp) {
-		ss.shown[i/8] &^= 1 << (i % 8)
+		ss.shown.unset(i)
 		if !sp.pooled[i] {
 			sp.pooled[i] = true
 			back = append(back, i)

@@ -44,13 +44,7 @@ func (f *fakeSeed) join() (*serverStream, []int) {
 	if bits == nil {
 		return ss, nil
 	}
-	var shown []int
-	for i := range f.leaves {
-		if bits[i/8]&(1<<(i%8)) != 0 {
-			shown = append(shown, i)
-		}
-	}
-	return ss, shown
+	return ss, slices.Collect(bits.all())
 }
 
 // reveal shows ss up to k more leaves and queues them as HAVEs.
