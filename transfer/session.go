@@ -45,6 +45,7 @@ type Session struct {
 	svc  *Service
 	root cid.Cid
 	prov Providers
+	bs   BlockStore // where this session's blocks go: the service's, or WithStore's
 
 	life   context.Context // ends at Close
 	cancel context.CancelFunc
@@ -117,12 +118,22 @@ type remote struct {
 
 func (r *remote) has(i int) bool { return r.have != nil && r.have.has(i) }
 
+// SessionOption configures a Session.
+type SessionOption func(*Session)
+
+// WithStore makes a session keep its blocks in bs (asking it what it has,
+// and putting what arrives there) instead of the service's BlockStore:
+// a download that owns its output hands itself to its session this way.
+func WithStore(bs BlockStore) SessionOption {
+	return func(ss *Session) { ss.bs = bs }
+}
+
 // NewSession starts a session for root; it finds peers through prov and
 // through remotes that ask us for the same root. Close it when done.
-func (s *Service) NewSession(root cid.Cid, prov Providers) *Session {
+func (s *Service) NewSession(root cid.Cid, prov Providers, opts ...SessionOption) *Session {
 	life, cancel := context.WithCancel(context.Background())
 	ss := &Session{
-		svc: s, root: root, prov: prov, life: life, cancel: cancel,
+		svc: s, root: root, prov: prov, bs: s.bs, life: life, cancel: cancel,
 		remotes: map[peer.ID]*remote{}, known: map[peer.ID]peer.AddrInfo{}, dialing: map[peer.ID]bool{}, banned: map[peer.ID]bool{},
 		stats: map[peer.ID]*PeerStats{}, changed: make(chan struct{}, 1),
 		puts: make(chan arrival, putQueue),
@@ -132,6 +143,9 @@ func (s *Service) NewSession(root cid.Cid, prov Providers) *Session {
 	for range putWorkers {
 		ss.wg.Add(1)
 		go ss.putLoop()
+	}
+	for _, o := range opts {
+		o(ss)
 	}
 	s.mu.Lock()
 	if s.sessions[root] == nil {
@@ -463,7 +477,7 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 		ss.drop(r, true)
 		return false
 	}
-	putErr := ss.svc.bs.Put(ss.life, req.c, m.Data)
+	putErr := ss.bs.Put(ss.life, req.c, m.Data)
 	now := time.Now()
 	ss.mu.Lock()
 	if _, ok := r.inflight[m.ID]; !ok {
@@ -602,7 +616,7 @@ func (ss *Session) wantLocked(r *remote, c cid.Cid, idx int, reply chan []byte) 
 // the root's peers (verified, then stored). It is meant for the DAG's
 // internal nodes, before Download.
 func (ss *Session) Block(ctx context.Context, c cid.Cid) ([]byte, error) {
-	if data, err := ss.svc.bs.Get(ctx, c); err == nil {
+	if data, err := ss.bs.Get(ctx, c); err == nil {
 		return data, nil
 	}
 	ss.start()
@@ -679,7 +693,7 @@ func (ss *Session) Download(ctx context.Context, leaves []cid.Cid) error {
 	li := newLeafIndex(leaves)
 	pk := newPicker(len(li.leaves), uint64(time.Now().UnixNano()))
 	for i, c := range li.leaves {
-		if ok, err := ss.svc.bs.Has(ctx, c); err != nil {
+		if ok, err := ss.bs.Has(ctx, c); err != nil {
 			return err
 		} else if ok {
 			pk.done(i)
