@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/ipfs/go-cid"
@@ -14,16 +15,13 @@ import (
 // escape the output folder or is not a single path element.
 var ErrUnsafeName = errors.New("unsafe name in DAG")
 
+// ErrDuplicateName is returned (wrapped with ErrMalformed) for a folder
+// that names two entries alike: written out, one would overwrite the other.
+var ErrDuplicateName = errors.New("duplicate name in folder")
+
 // maxWalkDepth bounds nesting (folders, HAMT shards and file tree levels
 // together), so a malicious DAG cannot exhaust the stack.
 const maxWalkDepth = 256
-
-// Leaf is one raw leaf of a file at its offset.
-type Leaf struct {
-	CID    cid.Cid
-	Offset uint64
-	Size   uint64
-}
 
 // Entry is one file, folder or symlink of a DAG.
 type Entry struct {
@@ -31,38 +29,120 @@ type Entry struct {
 	Path string
 	// Kind is KindFile, KindDirectory or KindSymlink.
 	Kind Kind
+	// CID is the entry's block.
+	CID cid.Cid
 	// Size is a file's size.
 	Size uint64
-	// Target is a symlink's target.
+	// Target is a symlink's target, as the DAG gives it (untrusted).
 	Target string
-	// Leaves are a file's leaves in file order (a CID may repeat).
-	Leaves []Leaf
+	// Spans make up a file's content, in file order, without gaps.
+	Spans []Span
+}
+
+// A Span is a run of a file's bytes. If Leaf is defined, the run is that
+// raw leaf, and this is the first place in the walk where the leaf
+// appears. Otherwise the run repeats bytes that appeared earlier in the
+// walk: those at SrcOffset in the file at SrcPath (possibly this file).
+// A DAG that repeats a leaf or a whole sub-tree a million times thus has a
+// span list as long as its distinct blocks' links, not a million leaves.
+type Span struct {
+	Offset, Size uint64
+	Leaf         cid.Cid
+	SrcPath      string
+	SrcOffset    uint64
+}
+
+// Stats is what a DAG claims, counted at every place a part appears:
+// what writing it out would take.
+type Stats struct {
+	// Size is the bytes of all files (saturating at math.MaxUint64).
+	Size uint64
+	// Entries counts files, folders and symlinks (saturating).
+	Entries uint64
+}
+
+func (s Stats) add(o Stats) Stats {
+	return Stats{Size: satAdd(s.Size, o.Size), Entries: satAdd(s.Entries, o.Entries)}
+}
+
+func satAdd(a, b uint64) uint64 {
+	if a > math.MaxUint64-b {
+		return math.MaxUint64
+	}
+	return a + b
 }
 
 // Getter returns a block's bytes.
 type Getter func(ctx context.Context, c cid.Cid) ([]byte, error)
 
-// Walk visits the DAG under root depth-first, a directory before its
-// entries, entries in stored order. It fetches every dag-pb block and a raw
-// root through get, and verifies each against its CID; raw leaves below a
-// file node are not fetched (their sizes come from the parent). Names that
-// are empty, ".", "..", or contain '/', '\\' or NUL give ErrUnsafeName.
-// Legacy files with data inside dag-pb nodes are not supported.
+// Stat checks the whole DAG under root and sums what it claims. It fetches
+// every dag-pb block (and a raw root) through get once, however often the
+// DAG links to it, and verifies each against its CID; raw leaves below it
+// are not fetched (their sizes come from their parents). Time and memory
+// grow with the distinct blocks, not with the sizes they claim. It honours
+// ctx between blocks.
+//
+// Stat refuses (with ErrMalformed) blocks that do not decode, file trees
+// whose sizes disagree, folders with two entries of one name
+// (ErrDuplicateName), and names that are empty, ".", "..", or contain '/',
+// '\\' or NUL (ErrUnsafeName). Legacy files with data inside dag-pb nodes
+// are not supported.
+func Stat(ctx context.Context, root cid.Cid, get Getter) (Stats, error) {
+	w := newWalker(get)
+	info, err := w.check(ctx, root, 0)
+	return info.Stats, err
+}
+
+// Walk checks the DAG under root as Stat does, then visits it depth-first,
+// a directory before its entries, entries in stored order. A file's Spans
+// name each distinct leaf once, at its first appearance in the walk.
 func Walk(ctx context.Context, root cid.Cid, get Getter, fn func(Entry) error) error {
-	w := walker{get: get, fn: fn}
-	n, err := w.fetch(ctx, root)
-	if err != nil {
+	w := newWalker(get)
+	if _, err := w.check(ctx, root, 0); err != nil {
 		return err
 	}
-	return w.visit(ctx, "", root, n, 0)
+	return w.emit(ctx, "", root, fn)
+}
+
+// Leaves calls fn with each distinct leaf of the DAG under root, in the
+// order of first appearance.
+func Leaves(ctx context.Context, root cid.Cid, get Getter, fn func(cid.Cid) error) error {
+	return Walk(ctx, root, get, func(e Entry) error {
+		for _, s := range e.Spans {
+			if s.Leaf.Defined() {
+				if err := fn(s.Leaf); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 type walker struct {
-	get Getter
-	fn  func(Entry) error
+	get     Getter
+	checked map[cid.Cid]nodeInfo // dag-pb blocks checked, by check
+	first   map[cid.Cid]place    // where a leaf or file node first appeared, by emit
+}
+
+type nodeInfo struct {
+	kind Kind
+	Stats
+}
+
+type place struct {
+	path string
+	off  uint64
+}
+
+func newWalker(get Getter) *walker {
+	return &walker{get: get, checked: map[cid.Cid]nodeInfo{}, first: map[cid.Cid]place{}}
 }
 
 func (w *walker) fetch(ctx context.Context, c cid.Cid) (*Node, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	data, err := w.get(ctx, c)
 	if err != nil {
 		return nil, err
@@ -93,97 +173,63 @@ func join(dir, name string) string {
 	return dir + "/" + name
 }
 
-// visit reports the node n (CID c) found at path.
-func (w *walker) visit(ctx context.Context, path string, c cid.Cid, n *Node, depth int) error {
+// check validates the sub-DAG under c, once per distinct block.
+func (w *walker) check(ctx context.Context, c cid.Cid, depth int) (nodeInfo, error) {
 	if depth > maxWalkDepth {
-		return fmt.Errorf("%w: DAG nested deeper than %d", ErrMalformed, maxWalkDepth)
+		return nodeInfo{}, fmt.Errorf("%w: DAG nested deeper than %d", ErrMalformed, maxWalkDepth)
 	}
+	if info, ok := w.checked[c]; ok {
+		return info, nil
+	}
+	n, err := w.fetch(ctx, c)
+	if err != nil {
+		return nodeInfo{}, err
+	}
+	info := nodeInfo{kind: n.Kind, Stats: Stats{Entries: 1}}
 	switch n.Kind {
 	case KindRaw:
-		return w.fn(Entry{Path: path, Kind: KindFile, Size: n.FileSize, Leaves: []Leaf{{CID: c, Size: n.FileSize}}})
+		info.kind, info.Size = KindFile, n.FileSize
 	case KindFile:
-		e := Entry{Path: path, Kind: KindFile, Size: n.FileSize}
-		if err := w.fileLeaves(ctx, n, 0, &e.Leaves, depth); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+		if err := w.checkFile(ctx, c, n, depth); err != nil {
+			return nodeInfo{}, err
 		}
-		return w.fn(e)
+		info.Size = n.FileSize
 	case KindSymlink:
-		return w.fn(Entry{Path: path, Kind: KindSymlink, Target: string(n.Data)})
-	case KindDirectory:
-		if err := w.fn(Entry{Path: path, Kind: KindDirectory}); err != nil {
-			return err
-		}
-		for _, l := range n.Links {
-			if err := w.child(ctx, path, l.Name, l, depth); err != nil {
-				return err
-			}
-		}
-		return nil
-	case KindHAMTShard:
-		if err := w.fn(Entry{Path: path, Kind: KindDirectory}); err != nil {
-			return err
-		}
-		return w.shard(ctx, path, n, depth)
-	}
-	return fmt.Errorf("%w: unexpected %s node", ErrMalformed, n.Kind)
-}
-
-// child visits a directory entry.
-func (w *walker) child(ctx context.Context, dir, name string, l Link, depth int) error {
-	if err := checkName(name); err != nil {
-		return err
-	}
-	p := join(dir, name)
-	if isRawCID(l.CID) {
-		if l.Size > MaxBlockSize {
-			return fmt.Errorf("%w: raw entry %s of %d bytes", ErrMalformed, p, l.Size)
-		}
-		return w.fn(Entry{Path: p, Kind: KindFile, Size: l.Size, Leaves: []Leaf{{CID: l.CID, Size: l.Size}}})
-	}
-	n, err := w.fetch(ctx, l.CID)
-	if err != nil {
-		return err
-	}
-	return w.visit(ctx, p, l.CID, n, depth+1)
-}
-
-// shard visits the entries of a HAMT shard: a link named by the two-hex
-// digit bucket alone is a sub-shard; otherwise the name after the bucket
-// prefix is the entry's.
-func (w *walker) shard(ctx context.Context, dir string, n *Node, depth int) error {
-	if depth > maxWalkDepth {
-		return fmt.Errorf("%w: HAMT nested deeper than %d", ErrMalformed, maxWalkDepth)
-	}
-	prefix := len(fmt.Sprintf("%X", n.Fanout-1))
-	for _, l := range n.Links {
-		if len(l.Name) < prefix {
-			return fmt.Errorf("%w: HAMT link name %q", ErrMalformed, l.Name)
-		}
-		if len(l.Name) == prefix {
-			sub, err := w.fetch(ctx, l.CID)
+	case KindDirectory, KindHAMTShard:
+		info.kind = KindDirectory
+		err := w.entries(ctx, n, depth, func(name string, l Link) error {
+			child, err := w.checkChild(ctx, l, depth+1)
 			if err != nil {
 				return err
 			}
-			if sub.Kind != KindHAMTShard {
-				return fmt.Errorf("%w: HAMT bucket %q is a %s", ErrMalformed, l.Name, sub.Kind)
-			}
-			if err := w.shard(ctx, dir, sub, depth+1); err != nil {
-				return err
-			}
-			continue
+			info.Stats = info.add(child.Stats)
+			return nil
+		})
+		if err != nil {
+			return nodeInfo{}, err
 		}
-		if err := w.child(ctx, dir, l.Name[prefix:], l, depth); err != nil {
-			return err
-		}
+	default:
+		return nodeInfo{}, fmt.Errorf("%w: unexpected %s node", ErrMalformed, n.Kind)
 	}
-	return nil
+	w.checked[c] = info
+	return info, nil
 }
 
-// fileLeaves appends the leaves under file node n, starting at offset off.
-func (w *walker) fileLeaves(ctx context.Context, n *Node, off uint64, out *[]Leaf, depth int) error {
-	if depth > maxWalkDepth {
-		return fmt.Errorf("%w: file tree deeper than %d", ErrMalformed, maxWalkDepth)
+// checkChild checks a directory entry; a raw one is a one-leaf file whose
+// size the link gives.
+func (w *walker) checkChild(ctx context.Context, l Link, depth int) (nodeInfo, error) {
+	if !isRawCID(l.CID) {
+		return w.check(ctx, l.CID, depth)
 	}
+	if l.Size > MaxBlockSize {
+		return nodeInfo{}, fmt.Errorf("%w: raw entry of %d bytes", ErrMalformed, l.Size)
+	}
+	return nodeInfo{kind: KindFile, Stats: Stats{Size: l.Size, Entries: 1}}, nil
+}
+
+// checkFile checks that every part of file node n (CID c) is a leaf of at
+// most MaxBlockSize or a file node of the size n gives it.
+func (w *walker) checkFile(ctx context.Context, c cid.Cid, n *Node, depth int) error {
 	if len(n.Data) > 0 {
 		return fmt.Errorf("%w: file data inside dag-pb nodes (legacy leaves) is not supported", ErrMalformed)
 	}
@@ -193,16 +239,142 @@ func (w *walker) fileLeaves(ctx context.Context, n *Node, off uint64, out *[]Lea
 			if size > MaxBlockSize {
 				return fmt.Errorf("%w: leaf of %d bytes", ErrMalformed, size)
 			}
-			*out = append(*out, Leaf{CID: l.CID, Offset: off, Size: size})
+			continue
+		}
+		child, err := w.check(ctx, l.CID, depth+1)
+		if err != nil {
+			return err
+		}
+		if child.kind != KindFile || child.Size != size {
+			return fmt.Errorf("%w: file part %s is a %s of %d bytes, %s says %d", ErrMalformed, l.CID, child.kind, child.Size, c, size)
+		}
+	}
+	return nil
+}
+
+// entries calls fn for each entry of directory or HAMT shard n, refusing
+// unsafe and duplicate names. A HAMT's buckets are fetched on the way.
+func (w *walker) entries(ctx context.Context, n *Node, depth int, fn func(name string, l Link) error) error {
+	seen := map[string]bool{}
+	visit := func(name string, l Link) error {
+		if err := checkName(name); err != nil {
+			return err
+		}
+		if seen[name] {
+			return fmt.Errorf("%w: %w: %q", ErrMalformed, ErrDuplicateName, name)
+		}
+		seen[name] = true
+		return fn(name, l)
+	}
+	if n.Kind == KindDirectory {
+		for _, l := range n.Links {
+			if err := visit(l.Name, l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return w.shard(ctx, n, depth, map[cid.Cid]bool{}, visit)
+}
+
+// shard visits the entries of a HAMT shard: a link named by the two-hex
+// digit bucket alone is a sub-shard; otherwise the name after the bucket
+// prefix is the entry's. A bucket linked twice is malformed.
+func (w *walker) shard(ctx context.Context, n *Node, depth int, buckets map[cid.Cid]bool, visit func(string, Link) error) error {
+	if depth > maxWalkDepth {
+		return fmt.Errorf("%w: HAMT nested deeper than %d", ErrMalformed, maxWalkDepth)
+	}
+	prefix := len(fmt.Sprintf("%X", n.Fanout-1))
+	for _, l := range n.Links {
+		if len(l.Name) < prefix {
+			return fmt.Errorf("%w: HAMT link name %q", ErrMalformed, l.Name)
+		}
+		if len(l.Name) > prefix {
+			if err := visit(l.Name[prefix:], l); err != nil {
+				return err
+			}
+			continue
+		}
+		if buckets[l.CID] {
+			return fmt.Errorf("%w: HAMT bucket %s linked twice", ErrMalformed, l.CID)
+		}
+		buckets[l.CID] = true
+		sub, err := w.fetch(ctx, l.CID)
+		if err != nil {
+			return err
+		}
+		if sub.Kind != KindHAMTShard {
+			return fmt.Errorf("%w: HAMT bucket %q is a %s", ErrMalformed, l.Name, sub.Kind)
+		}
+		if err := w.shard(ctx, sub, depth+1, buckets, visit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// emit reports the checked sub-DAG under c, found at path.
+func (w *walker) emit(ctx context.Context, path string, c cid.Cid, fn func(Entry) error) error {
+	n, err := w.fetch(ctx, c)
+	if err != nil {
+		return err
+	}
+	switch n.Kind {
+	case KindRaw:
+		e := Entry{Path: path, Kind: KindFile, CID: c, Size: n.FileSize}
+		w.leafSpan(path, 0, c, n.FileSize, &e.Spans)
+		return fn(e)
+	case KindFile:
+		e := Entry{Path: path, Kind: KindFile, CID: c, Size: n.FileSize}
+		if err := w.fileSpans(ctx, path, 0, c, n, &e.Spans); err != nil {
+			return err
+		}
+		return fn(e)
+	case KindSymlink:
+		return fn(Entry{Path: path, Kind: KindSymlink, CID: c, Target: string(n.Data)})
+	}
+	if err := fn(Entry{Path: path, Kind: KindDirectory, CID: c}); err != nil {
+		return err
+	}
+	return w.entries(ctx, n, 0, func(name string, l Link) error {
+		p := join(path, name)
+		if !isRawCID(l.CID) {
+			return w.emit(ctx, p, l.CID, fn)
+		}
+		e := Entry{Path: p, Kind: KindFile, CID: l.CID, Size: l.Size}
+		w.leafSpan(p, 0, l.CID, l.Size, &e.Spans)
+		return fn(e)
+	})
+}
+
+// leafSpan appends the span of leaf c at off in the file at path.
+func (w *walker) leafSpan(path string, off uint64, c cid.Cid, size uint64, spans *[]Span) {
+	if p, ok := w.first[c]; ok {
+		*spans = append(*spans, Span{Offset: off, Size: size, SrcPath: p.path, SrcOffset: p.off})
+		return
+	}
+	w.first[c] = place{path, off}
+	*spans = append(*spans, Span{Offset: off, Size: size, Leaf: c})
+}
+
+// fileSpans appends the spans of file node n (CID c) at off in the file at
+// path: one span if the node appeared before, else those of its parts.
+func (w *walker) fileSpans(ctx context.Context, path string, off uint64, c cid.Cid, n *Node, spans *[]Span) error {
+	if p, ok := w.first[c]; ok {
+		*spans = append(*spans, Span{Offset: off, Size: n.FileSize, SrcPath: p.path, SrcOffset: p.off})
+		return nil
+	}
+	w.first[c] = place{path, off}
+	for i, l := range n.Links {
+		size := n.BlockSizes[i]
+		if isRawCID(l.CID) {
+			w.leafSpan(path, off, l.CID, size, spans)
 		} else {
 			child, err := w.fetch(ctx, l.CID)
 			if err != nil {
 				return err
 			}
-			if child.Kind != KindFile || child.FileSize != size {
-				return fmt.Errorf("%w: file part %s is a %s of %d bytes, parent says %d", ErrMalformed, l.CID, child.Kind, child.FileSize, size)
-			}
-			if err := w.fileLeaves(ctx, child, off, out, depth+1); err != nil {
+			if err := w.fileSpans(ctx, path, off, l.CID, child, spans); err != nil {
 				return err
 			}
 		}

@@ -28,16 +28,52 @@ func TestWalkOffsets(t *testing.T) {
 	if len(entries) != 1 || entries[0].Kind != KindFile || entries[0].Size != uint64(len(data)) {
 		t.Fatalf("entries %+v", entries)
 	}
-	var rebuilt []byte
-	for i, l := range entries[0].Leaves {
-		if l.Offset != uint64(len(rebuilt)) {
-			t.Fatalf("leaf %d at offset %d, want %d", i, l.Offset, len(rebuilt))
-		}
-		rebuilt = append(rebuilt, leaves[l.CID]...)
-	}
+	rebuilt := rebuild(t, entries, leaves)["f"]
 	if !bytes.Equal(rebuilt, data) {
 		t.Fatal("leaves in Walk order do not rebuild the file")
 	}
+}
+
+// rebuild writes out the files of a walk from its spans, as a download
+// does: each leaf where it first appears, each repeat copied from earlier
+// bytes. Files are keyed by path ("f" for a root file).
+func rebuild(t *testing.T, entries []Entry, leaves map[cid.Cid][]byte) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	for _, e := range entries {
+		if e.Kind != KindFile {
+			continue
+		}
+		name := e.Path
+		if name == "" {
+			name = "f"
+		}
+		buf := make([]byte, e.Size)
+		files[name] = buf
+		var off uint64
+		for i, s := range e.Spans {
+			if s.Offset != off {
+				t.Fatalf("%s: span %d at offset %d, want %d", name, i, s.Offset, off)
+			}
+			if s.Leaf.Defined() {
+				if uint64(len(leaves[s.Leaf])) != s.Size {
+					t.Fatalf("%s: span %d: leaf of %d bytes, span says %d", name, i, len(leaves[s.Leaf]), s.Size)
+				}
+				copy(buf[off:], leaves[s.Leaf])
+			} else {
+				src := s.SrcPath
+				if src == "" {
+					src = "f"
+				}
+				copy(buf[off:off+s.Size], files[src][s.SrcOffset:s.SrcOffset+s.Size])
+			}
+			off += s.Size
+		}
+		if off != e.Size {
+			t.Fatalf("%s: spans cover %d of %d bytes", name, off, e.Size)
+		}
+	}
+	return files
 }
 
 type leafSink struct {

@@ -7,14 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/ipfs/go-datastore/query"
 
 	"github.com/p2pshare/p2pshare/chunker"
 	"github.com/p2pshare/p2pshare/transfer"
@@ -127,11 +124,15 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 	}()
 	touch := func() { moved.Store(time.Now().UnixNano()) }
 
-	sess := n.Transfer.NewSession(root, n.DHT)
+	d, err := openDownload(n.Repo.store(), root, out)
+	if err != nil {
+		return GetResult{}, err
+	}
+	defer d.Close()
+	sess := n.Transfer.NewSession(root, n.DHT, transfer.WithStore(d))
 	defer sess.Close()
-	st := n.Repo.store()
 	get := func(ctx context.Context, c cid.Cid) ([]byte, error) {
-		if data, err := st.Get(ctx, c); err == nil {
+		if data, err := d.Get(ctx, c); err == nil {
 			return data, nil
 		}
 		data, err := sess.Block(ctx, c)
@@ -141,34 +142,16 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		}
 		return data, err
 	}
-	var entries []chunker.Entry
-	err = chunker.Walk(ctx, root, get, func(e chunker.Entry) error {
-		entries = append(entries, e)
-		return nil
-	})
-	if err != nil {
+	// The whole structure first: nothing is written before the DAG is
+	// known to be well-formed and to fit.
+	if _, err := d.Stat(ctx, get); err != nil {
 		return GetResult{}, getError(ctx, err)
 	}
-
-	d, total, err := n.prepare(ctx, root, out, entries)
-	if err != nil {
-		return GetResult{}, err
+	if err := d.Open(ctx, out); err != nil {
+		return GetResult{}, getError(ctx, err)
 	}
-	defer d.closeFiles()
-	st.addDownload(d)
-	defer st.removeDownload(d)
 	n.provide(root) // the structure is here: peers may start asking us
 
-	var uniq []cid.Cid
-	seen := map[cid.Cid]bool{}
-	for _, e := range entries {
-		for _, l := range e.Leaves {
-			if !seen[l.CID] {
-				seen[l.CID] = true
-				uniq = append(uniq, l.CID)
-			}
-		}
-	}
 	stopProgress := make(chan struct{})
 	var progressWG sync.WaitGroup
 	endProgress := sync.OnceFunc(func() { close(stopProgress); progressWG.Wait() })
@@ -184,29 +167,29 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 			case <-stopProgress:
 				return
 			case <-t.C:
-				d.mu.Lock()
-				b := d.bytes
-				d.mu.Unlock()
+				b, need := d.progress()
 				if b != last {
 					last = b
 					gotData.Store(true)
 					touch()
 				}
 				if opts.Progress != nil {
-					opts.Progress(GetProgress{BytesDone: b, BytesTotal: total, Peers: sess.Peers()})
+					opts.Progress(GetProgress{BytesDone: b, BytesTotal: need, Peers: sess.Peers()})
 				}
 			}
 		}
 	}()
-	if err := sess.Download(ctx, uniq); err != nil {
+	if err := sess.Download(ctx, d.leaves()); err != nil {
 		return GetResult{}, getError(ctx, err)
 	}
-	if err := n.finish(ctx, root, out, opts.Force, d, entries); err != nil {
-		return GetResult{}, err
+	size, err := d.Finish(ctx, opts.Force, out)
+	if err != nil {
+		return GetResult{}, getError(ctx, err)
 	}
 	endProgress() // the last call must not overlap the ticker's
 	if opts.Progress != nil {
-		opts.Progress(GetProgress{BytesDone: total, BytesTotal: total, Peers: sess.Peers()})
+		_, need := d.progress()
+		opts.Progress(GetProgress{BytesDone: need, BytesTotal: need, Peers: sess.Peers()})
 	}
 	from := map[string]uint64{}
 	var wasted uint64
@@ -216,7 +199,7 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		}
 		wasted += s.Wasted
 	}
-	return GetResult{CID: root.String(), Path: out, Bytes: total, Seconds: time.Since(start).Seconds(), From: from, Wasted: wasted}, nil
+	return GetResult{CID: root.String(), Path: out, Bytes: size, Seconds: time.Since(start).Seconds(), From: from, Wasted: wasted}, nil
 }
 
 // getError prefers the watchdog's reason over the context error it caused.
@@ -244,214 +227,4 @@ func (n *Node) alreadyThere(ctx context.Context, root cid.Cid, out string, force
 		return false, nil
 	}
 	return false, fmt.Errorf("%s holds other content (use --force to replace it): %w", out, ErrExists)
-}
-
-// tempPath is where a download lies until it is complete.
-func tempPath(out string) string {
-	return filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".p2pshare-part")
-}
-
-// prepare creates the download's temporary files (or reopens them, to
-// resume), records the root as partial and works out which leaves are
-// already in place.
-func (n *Node) prepare(ctx context.Context, root cid.Cid, out string, entries []chunker.Entry) (*download, uint64, error) {
-	ix := n.Repo.index
-	tmp := tempPath(out)
-	isDir := len(entries) > 0 && entries[0].Kind == chunker.KindDirectory
-	prev, err := ix.root(ctx, root)
-	resume := err == nil && prev.State == StatePartial && prev.Temp == tmp
-	known := map[string]string{} // temp path -> file ID
-	if resume {
-		files, err := ix.rootFiles(ctx, root)
-		if err != nil {
-			return nil, 0, err
-		}
-		for id, f := range files {
-			known[f.Path] = id
-		}
-	}
-	if !resume {
-		if err := os.RemoveAll(tmp); err != nil {
-			return nil, 0, err
-		}
-	}
-	if err := ix.putRoot(ctx, root, rootRecord{Name: filepath.Base(out), Dir: isDir, Path: out, Temp: tmp, State: StatePartial, Added: time.Now().UTC()}); err != nil {
-		return nil, 0, err
-	}
-
-	d := &download{root: root, where: map[cid.Cid][]position{}, done: map[cid.Cid]bool{}}
-	b, err := ix.newBatch(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	var total uint64
-	for _, e := range entries {
-		p := tmp
-		if e.Path != "" {
-			p = filepath.Join(tmp, filepath.FromSlash(e.Path))
-		}
-		switch e.Kind {
-		case chunker.KindDirectory:
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return nil, 0, fmt.Errorf("creating folder: %w", err)
-			}
-			continue
-		case chunker.KindSymlink:
-			continue // made by finish
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return nil, 0, fmt.Errorf("creating folder: %w", err)
-		}
-		id, ok := known[p]
-		if _, statErr := os.Stat(p); ok && statErr != nil {
-			// The partial file vanished: forget what we had of it.
-			if err := ix.deleteFile(ctx, b, root, id); err != nil {
-				return nil, 0, err
-			}
-			ok = false
-		}
-		if !ok {
-			id = newFileID()
-			if err := b.put(rootFileKey(root, id), nil); err != nil {
-				return nil, 0, err
-			}
-		}
-		if err := b.putJSON(fileKey(id), fileRecord{Path: p, Size: int64(e.Size), Root: root.String()}); err != nil {
-			return nil, 0, err
-		}
-		fh, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
-		if err != nil {
-			return nil, 0, fmt.Errorf("creating output: %w", err)
-		}
-		f := &outFile{id: id, path: p, fh: fh}
-		d.files = append(d.files, f)
-		if err := fh.Truncate(int64(e.Size)); err != nil {
-			return nil, 0, fmt.Errorf("sizing output (disk full?): %w", err)
-		}
-		total += e.Size
-		for _, l := range e.Leaves {
-			d.where[l.CID] = append(d.where[l.CID], position{file: f, offset: l.Offset, size: l.Size})
-		}
-	}
-	if err := b.flush(); err != nil {
-		return nil, 0, err
-	}
-	// Leaves verified by an earlier run are in place already.
-	have := map[string]bool{} // fileID/offset
-	for _, f := range d.files {
-		offs, err := ix.fileOffsets(ctx, f.id)
-		if err != nil {
-			return nil, 0, err
-		}
-		for _, o := range offs {
-			have[f.id+"/"+strconv.FormatUint(o, 10)] = true
-		}
-	}
-	var fill []cid.Cid
-	for c, ps := range d.where {
-		all := true
-		for _, p := range ps {
-			if !have[p.file.id+"/"+strconv.FormatUint(p.offset, 10)] {
-				all = false
-			}
-		}
-		if all {
-			d.done[c] = true
-			d.bytes += ps[0].size * uint64(len(ps))
-		} else {
-			fill = append(fill, c)
-		}
-	}
-	// Leaves this repo holds elsewhere are copied, not fetched.
-	st := n.Repo.store()
-	for _, c := range fill {
-		if data, err := st.Get(ctx, c); err == nil {
-			if err := d.write(ctx, ix, c, data); err != nil {
-				return nil, 0, err
-			}
-		}
-	}
-	return d, total, nil
-}
-
-// fileOffsets lists the offsets of the verified leaves recorded for a file.
-func (ix *index) fileOffsets(ctx context.Context, id string) ([]uint64, error) {
-	prefix := "/floc/" + id + "/"
-	res, err := ix.ds.Query(ctx, query.Query{Prefix: prefix, KeysOnly: true})
-	if err != nil {
-		return nil, err
-	}
-	defer res.Close()
-	var out []uint64
-	for e := range res.Next() {
-		if e.Error != nil {
-			return nil, e.Error
-		}
-		if o, err := strconv.ParseUint(strings.TrimPrefix(e.Key, prefix), 10, 64); err == nil {
-			out = append(out, o)
-		}
-	}
-	return out, nil
-}
-
-// finish checks that every leaf is in place, makes symlinks, flushes the
-// files to disk and moves the result to its final name.
-func (n *Node) finish(ctx context.Context, root cid.Cid, out string, force bool, d *download, entries []chunker.Entry) error {
-	d.mu.Lock()
-	for c := range d.where {
-		if !d.done[c] {
-			d.mu.Unlock()
-			return fmt.Errorf("bug: download of %s ended with leaf %s missing", root, c)
-		}
-	}
-	d.mu.Unlock()
-	tmp := tempPath(out)
-	for _, e := range entries {
-		if e.Kind == chunker.KindSymlink {
-			p := tmp
-			if e.Path != "" {
-				p = filepath.Join(tmp, filepath.FromSlash(e.Path))
-			}
-			os.Remove(p)
-			if err := os.Symlink(e.Target, p); err != nil {
-				return fmt.Errorf("creating symlink: %w", err)
-			}
-		}
-	}
-	for _, f := range d.files {
-		if err := f.fh.Sync(); err != nil {
-			return fmt.Errorf("flushing %s: %w", f.path, err)
-		}
-	}
-	d.closeFiles()
-	if force {
-		if err := os.RemoveAll(out); err != nil {
-			return fmt.Errorf("replacing %s: %w", out, err)
-		}
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		return fmt.Errorf("moving download into place: %w", err)
-	}
-	ix := n.Repo.index
-	b, err := ix.newBatch(ctx)
-	if err != nil {
-		return err
-	}
-	var size uint64
-	for _, f := range d.files {
-		final := out + strings.TrimPrefix(f.path, tmp)
-		st, err := os.Stat(final)
-		if err != nil {
-			return err
-		}
-		size += uint64(st.Size())
-		if err := b.putJSON(fileKey(f.id), fileRecord{Path: final, Size: st.Size(), MTimeNs: st.ModTime().UnixNano(), Root: root.String()}); err != nil {
-			return err
-		}
-	}
-	if err := b.flush(); err != nil {
-		return err
-	}
-	isDir := len(entries) > 0 && entries[0].Kind == chunker.KindDirectory
-	return ix.putRoot(ctx, root, rootRecord{Name: filepath.Base(out), Size: size, Dir: isDir, Path: out, State: StateComplete, Added: time.Now().UTC()})
 }

@@ -301,3 +301,23 @@ func (ix *index) deleteFile(ctx context.Context, b *batch, root cid.Cid, id stri
 	}
 	return b.del(rootFileKey(root, id))
 }
+
+// fileOffsets lists the offsets of the verified leaves recorded for a file.
+func (ix *index) fileOffsets(ctx context.Context, id string) ([]uint64, error) {
+	prefix := "/floc/" + id + "/"
+	res, err := ix.ds.Query(ctx, query.Query{Prefix: prefix, KeysOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	var out []uint64
+	for e := range res.Next() {
+		if e.Error != nil {
+			return nil, e.Error
+		}
+		if o, err := strconv.ParseUint(strings.TrimPrefix(e.Key, prefix), 10, 64); err == nil {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}

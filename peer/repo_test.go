@@ -117,25 +117,46 @@ func TestAddInPlace(t *testing.T) {
 	}
 }
 
-// readAll reassembles a file root from the repo alone, verifying every block.
+// readAll reassembles a file root from the repo alone, verifying every
+// block.
 func readAll(t *testing.T, r *Repo, root cid.Cid) []byte {
 	t.Helper()
+	return readFiles(t, r, root)[""]
+}
+
+// readFiles reassembles every file of a root from the repo alone, by path,
+// verifying every block; repeats are copied from where they first appear.
+func readFiles(t *testing.T, r *Repo, root cid.Cid) map[string][]byte {
+	t.Helper()
 	ctx := context.Background()
-	var out []byte
+	files := map[string][]byte{}
 	err := chunker.Walk(ctx, root, r.store().Get, func(e chunker.Entry) error {
-		for _, l := range e.Leaves {
-			b, err := r.store().Get(ctx, l.CID)
+		if e.Kind != chunker.KindFile {
+			return nil
+		}
+		var out []byte
+		for _, s := range e.Spans {
+			if !s.Leaf.Defined() {
+				src := files[s.SrcPath]
+				if s.SrcPath == e.Path {
+					src = out
+				}
+				out = append(out, src[s.SrcOffset:s.SrcOffset+s.Size]...)
+				continue
+			}
+			b, err := r.store().Get(ctx, s.Leaf)
 			if err != nil {
 				return err
 			}
 			out = append(out, b...)
 		}
+		files[e.Path] = out
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return files
 }
 
 func TestChangedAndMissingFiles(t *testing.T) {
@@ -176,15 +197,15 @@ func TestChangedAndMissingFiles(t *testing.T) {
 		t.Fatalf("states = %v, want %s changed and %s missing", states, ra.CID, rb.CID)
 	}
 	// The changed chunk is never returned as valid.
-	var leaves []chunker.Leaf
-	chunker.Walk(ctx, ra.CID, r.store().Get, func(e chunker.Entry) error { leaves = append(leaves, e.Leaves...); return nil })
+	var leaves []cid.Cid
+	chunker.Leaves(ctx, ra.CID, r.store().Get, func(c cid.Cid) error { leaves = append(leaves, c); return nil })
 	if len(leaves) != 3 {
 		t.Fatalf("got %d leaves, want 3", len(leaves))
 	}
-	if _, err := r.store().Get(ctx, leaves[1].CID); !errors.Is(err, chunker.ErrHashMismatch) {
+	if _, err := r.store().Get(ctx, leaves[1]); !errors.Is(err, chunker.ErrHashMismatch) {
 		t.Fatalf("Get of a changed leaf: err = %v, want ErrHashMismatch", err)
 	}
-	if _, err := r.store().Get(ctx, leaves[0].CID); err != nil {
+	if _, err := r.store().Get(ctx, leaves[0]); err != nil {
 		t.Fatalf("unchanged leaf: %v", err)
 	}
 }
@@ -241,26 +262,11 @@ func TestAddFolderInPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}
-	err = chunker.Walk(ctx, res.CID, r.store().Get, func(e chunker.Entry) error {
-		if e.Kind != chunker.KindFile {
-			return nil
+	for path, got := range readFiles(t, r, res.CID) {
+		if sha256.Sum256(got) != sha256.Sum256(files[path]) {
+			t.Errorf("%s: content differs", path)
 		}
-		var got []byte
-		for _, l := range e.Leaves {
-			b, err := r.store().Get(ctx, l.CID)
-			if err != nil {
-				return err
-			}
-			got = append(got, b...)
-		}
-		if sha256.Sum256(got) != sha256.Sum256(files[e.Path]) {
-			t.Errorf("%s: content differs", e.Path)
-		}
-		seen[e.Path] = true
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+		seen[path] = true
 	}
 	if len(seen) != len(files) {
 		t.Fatalf("walked files %v, want %d", seen, len(files))

@@ -132,11 +132,9 @@ func (r *Repo) collectBlocks(ctx context.Context, root cid.Cid, set map[cid.Cid]
 		}
 		return data, err
 	}
-	_ = chunker.Walk(ctx, root, get, func(e chunker.Entry) error {
-		for _, l := range e.Leaves {
-			if ok, _ := r.index.ds.Has(ctx, blockKey(l.CID)); ok {
-				set[l.CID] = true
-			}
+	_ = chunker.Leaves(ctx, root, get, func(c cid.Cid) error {
+		if ok, _ := r.index.ds.Has(ctx, blockKey(c)); ok {
+			set[c] = true
 		}
 		return nil
 	})

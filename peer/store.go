@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/ipfs/go-cid"
@@ -22,33 +21,23 @@ var ErrBlockNotFound = errors.New("block not found")
 // Store adapts the repo's index to transfer.BlockStore and
 // transfer.Manifests. Leaves are read from the files they lie in and
 // re-hashed on every read, so a file changed after add is never served as
-// valid. Leaves that arrive for a download in progress are written straight
-// into the download's files.
+// valid. (A download in progress is its session's BlockStore of its own:
+// see download.)
 type Store struct {
 	ix *index
 
 	mu        sync.Mutex
-	downloads map[*download]struct{}
 	manifests map[cid.Cid][]cid.Cid
 }
 
 func newStore(ix *index) *Store {
-	return &Store{ix: ix, downloads: map[*download]struct{}{}, manifests: map[cid.Cid][]cid.Cid{}}
+	return &Store{ix: ix, manifests: map[cid.Cid][]cid.Cid{}}
 }
 
 func isRaw(c cid.Cid) bool { return c.Prefix().Codec == uint64(multicodec.Raw) }
 
-// Has reports whether the block can be served, or, for a leaf a download in
-// progress wants, whether the download already holds it everywhere it goes.
+// Has reports whether the block can be served.
 func (s *Store) Has(ctx context.Context, c cid.Cid) (bool, error) {
-	s.mu.Lock()
-	for d := range s.downloads {
-		if d.wants(c) {
-			s.mu.Unlock()
-			return false, nil
-		}
-	}
-	s.mu.Unlock()
 	if ok, err := s.ix.ds.Has(ctx, blockKey(c)); ok || err != nil {
 		return ok, err
 	}
@@ -112,35 +101,19 @@ func (s *Store) readLeaf(ctx context.Context, c cid.Cid, l location) ([]byte, er
 	return data, nil
 }
 
-// Put stores a verified block: a leaf wanted by a download in progress is
-// written into its files; anything else is kept in the repo.
+// Put keeps a verified block in the repo.
 func (s *Store) Put(ctx context.Context, c cid.Cid, data []byte) error {
-	s.mu.Lock()
-	var targets []*download
-	for d := range s.downloads {
-		if d.wants(c) {
-			targets = append(targets, d)
-		}
+	if ok, _ := s.ix.ds.Has(ctx, blockKey(c)); ok {
+		return nil
 	}
-	s.mu.Unlock()
-	if len(targets) == 0 {
-		if ok, _ := s.ix.ds.Has(ctx, blockKey(c)); ok {
-			return nil
-		}
-		if err := s.ix.ds.Put(ctx, blockKey(c), data); err != nil {
-			return fmt.Errorf("storing block %s: %w", c, err)
-		}
-	}
-	for _, d := range targets {
-		if err := d.write(ctx, s.ix, c, data); err != nil {
-			return err
-		}
+	if err := s.ix.ds.Put(ctx, blockKey(c), data); err != nil {
+		return fmt.Errorf("storing block %s: %w", c, err)
 	}
 	return nil
 }
 
-// Leaves returns the leaf CIDs of a root this node holds the structure of,
-// in DAG order.
+// Leaves returns the distinct leaf CIDs of a root this node holds the
+// structure of, in order of first appearance.
 func (s *Store) Leaves(ctx context.Context, root cid.Cid) ([]cid.Cid, error) {
 	s.mu.Lock()
 	l, ok := s.manifests[root]
@@ -152,10 +125,8 @@ func (s *Store) Leaves(ctx context.Context, root cid.Cid) ([]cid.Cid, error) {
 		return nil, fmt.Errorf("root %s: %w", root, ErrBlockNotFound)
 	}
 	var leaves []cid.Cid
-	err := chunker.Walk(ctx, root, s.localGet, func(e chunker.Entry) error {
-		for _, lf := range e.Leaves {
-			leaves = append(leaves, lf.CID)
-		}
+	err := chunker.Leaves(ctx, root, s.localGet, func(c cid.Cid) error {
+		leaves = append(leaves, c)
 		return nil
 	})
 	if err != nil {
@@ -178,89 +149,3 @@ func (s *Store) forget(root cid.Cid) {
 
 // localGet reads a block from this repo only (never the network).
 func (s *Store) localGet(ctx context.Context, c cid.Cid) ([]byte, error) { return s.Get(ctx, c) }
-
-func (s *Store) addDownload(d *download) {
-	s.mu.Lock()
-	s.downloads[d] = struct{}{}
-	s.mu.Unlock()
-}
-
-func (s *Store) removeDownload(d *download) {
-	s.mu.Lock()
-	delete(s.downloads, d)
-	s.mu.Unlock()
-}
-
-// position is one place a leaf goes in a download's output.
-type position struct {
-	file   *outFile
-	offset uint64
-	size   uint64
-}
-
-type outFile struct {
-	id   string
-	path string // temporary path while downloading
-	fh   *os.File
-}
-
-// download is the state of one get in progress: where each leaf goes and
-// which leaves are already written.
-type download struct {
-	root  cid.Cid
-	files []*outFile
-	mu    sync.Mutex
-	where map[cid.Cid][]position
-	done  map[cid.Cid]bool
-	bytes uint64
-}
-
-func (d *download) wants(c cid.Cid) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, ok := d.where[c]
-	return ok && !d.done[c]
-}
-
-// write puts a verified leaf at each of its positions and records where it
-// now lies, so that it is served from there and a resumed download skips it.
-func (d *download) write(ctx context.Context, ix *index, c cid.Cid, data []byte) error {
-	d.mu.Lock()
-	pos, done := d.where[c], d.done[c]
-	d.mu.Unlock()
-	if done {
-		return nil
-	}
-	b, err := ix.newBatch(ctx)
-	if err != nil {
-		return err
-	}
-	for _, p := range pos {
-		if uint64(len(data)) != p.size {
-			return fmt.Errorf("leaf %s is %d bytes, the DAG says %d", c, len(data), p.size)
-		}
-		if _, err := p.file.fh.WriteAt(data, int64(p.offset)); err != nil {
-			return fmt.Errorf("writing %s: %w", filepath.Base(p.file.path), err)
-		}
-		startWriteback(p.file.fh, int64(p.offset), int64(p.size))
-		if err := b.putLoc(c, p.file.id, p.offset, p.size); err != nil {
-			return err
-		}
-	}
-	if err := b.flush(); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	if !d.done[c] {
-		d.done[c] = true
-		d.bytes += uint64(len(data)) * uint64(len(pos))
-	}
-	d.mu.Unlock()
-	return nil
-}
-
-func (d *download) closeFiles() {
-	for _, f := range d.files {
-		f.fh.Close()
-	}
-}
