@@ -113,19 +113,16 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 		return d.kad.Bootstrap(ctx)
 	}
 	errs := d.connectBootstrap(ctx)
-	ok, speaks := 0, false
+	var up []peer.ID
 	for i, err := range errs {
 		if err == nil {
-			ok++
-			if p, _ := d.h.Peerstore().SupportsProtocols(d.boot[i].ID, protocolID); len(p) > 0 {
-				speaks = true
-			}
+			up = append(up, d.boot[i].ID)
 		}
 	}
-	if ok == 0 {
+	if len(up) == 0 {
 		return fmt.Errorf("%w: %w", ErrNoBootstrap, errors.Join(errs...))
 	}
-	if !speaks {
+	if !d.speaks(ctx, up) {
 		return fmt.Errorf("%w: the bootstrap peers do not speak %s (do they run p2pshare?)", ErrNoBootstrap, protocolID)
 	}
 	d.wg.Add(1)
@@ -137,6 +134,29 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// identifyWait bounds how long Bootstrap waits for identify to tell which
+// protocols a connected bootstrap peer speaks. Connect usually returns
+// after identify, but not when a connection already stood.
+const identifyWait = 3 * time.Second
+
+// speaks reports whether one of the connected peers speaks our DHT.
+func (d *DHT) speaks(ctx context.Context, peers []peer.ID) bool {
+	ctx, cancel := context.WithTimeout(ctx, identifyWait)
+	defer cancel()
+	for {
+		for _, p := range peers {
+			if ps, _ := d.h.Peerstore().SupportsProtocols(p, protocolID); len(ps) > 0 {
+				return true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // readyWait bounds how long Provide and FindProviders wait for a routing

@@ -1,0 +1,361 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	"github.com/ipfs/go-cid"
+	format "github.com/ipfs/go-ipld-format"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/p2pshare/p2pshare/chunker"
+	"github.com/p2pshare/p2pshare/peer/peertest"
+	"github.com/p2pshare/p2pshare/transfer"
+	"github.com/p2pshare/p2pshare/transfer/transfertest"
+)
+
+// Attacks by a stranger who serves crafted DAGs over the real transfer
+// protocol: each builds its blocks by hand, serves them from a
+// transfertest.Seed on a loopback host, and runs a real node's Get.
+
+// craft builds DAG blocks into a transfertest.Store as a hostile peer
+// would: any shape, any names, any order.
+type craft struct {
+	t  *testing.T
+	st *transfertest.Store
+}
+
+func newCraft(t *testing.T) *craft { return &craft{t, transfertest.NewStore()} }
+
+// link is one link of a crafted node.
+type link struct {
+	name string
+	c    cid.Cid
+	size uint64 // a file part's content size; for folders the Tsize
+}
+
+func (k *craft) node(data []byte, links []link) cid.Cid {
+	k.t.Helper()
+	nd := merkledag.NodeWithData(data)
+	if err := nd.SetCidBuilder(cid.V1Builder{Codec: cid.DagProtobuf, MhType: mh.SHA2_256}); err != nil {
+		k.t.Fatal(err)
+	}
+	fl := make([]*format.Link, len(links))
+	for i, l := range links {
+		fl[i] = &format.Link{Name: l.name, Cid: l.c, Size: l.size}
+	}
+	nd.SetLinks(fl)
+	k.st.Set(nd.Cid(), nd.RawData())
+	return nd.Cid()
+}
+
+func (k *craft) leaf(data []byte) cid.Cid { return k.st.Add(cid.Raw, data) }
+
+// file builds a file node over parts (their sizes are the blocksizes).
+func (k *craft) file(parts ...link) cid.Cid {
+	k.t.Helper()
+	fs := unixfs.NewFSNode(unixfs.TFile)
+	for _, p := range parts {
+		fs.AddBlockSize(p.size)
+	}
+	data, err := fs.GetBytes()
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	return k.node(data, parts)
+}
+
+func (k *craft) dir(entries ...link) cid.Cid { return k.node(unixfs.FolderPBData(), entries) }
+
+func (k *craft) symlink(target string) cid.Cid {
+	k.t.Helper()
+	data, err := unixfs.SymlinkData(target)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	return k.node(data, nil)
+}
+
+// serve starts a hostile seed holding the crafted blocks for root and a
+// downloader connected to it.
+func (k *craft) serve(root cid.Cid, opts ...transfer.Option) *Node {
+	k.t.Helper()
+	var leaves []cid.Cid
+	// A malformed DAG has no leaf list to give: the seed then claims none.
+	chunker.Leaves(context.Background(), root, k.st.Get, func(c cid.Cid) error { leaves = append(leaves, c); return nil })
+	k.st.SetLeaves(root, leaves)
+	seed := transfertest.NewSeed(k.t, k.st, opts...)
+	d := startNode(k.t, NodeOptions{})
+	peertest.Connect(k.t, d.Host, seed.Host)
+	return d
+}
+
+func hostileGet(t *testing.T, d *Node, root cid.Cid, out string) (GetResult, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return d.Get(ctx, root, GetOptions{Out: out, Timeout: 20 * time.Second})
+}
+
+// entries lists what a folder holds, so a test can show nothing appeared.
+func entries(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestAttackDuplicateNameSymlinkOutside(t *testing.T) {
+	victim := t.TempDir()
+	keep := filepath.Join(victim, "keep.txt")
+	if err := os.WriteFile(keep, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k := newCraft(t)
+	// A folder "a" that holds a symlink keep.txt, then a second entry "a"
+	// that is a symlink to the victim's folder: written in order, the
+	// second "a" would turn a/keep.txt into the victim's file.
+	inner := k.dir(link{name: "keep.txt", c: k.symlink("pwned"), size: 10})
+	for _, target := range []string{victim, "../../" + filepath.Base(victim)} {
+		root := k.dir(link{name: "a", c: inner, size: 50}, link{name: "a", c: k.symlink(target), size: 10})
+		d := k.serve(root)
+		outDir := t.TempDir()
+		_, err := hostileGet(t, d, root, filepath.Join(outDir, "out"))
+		if !errors.Is(err, chunker.ErrDuplicateName) {
+			t.Fatalf("target %q: get err = %v, want a duplicate-name refusal", target, err)
+		}
+		if got := entries(t, outDir); len(got) != 0 {
+			t.Errorf("target %q: the refused download left %v", target, got)
+		}
+	}
+	fi, err := os.Lstat(keep)
+	if err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("victim's keep.txt is gone or replaced: %v %v", fi, err)
+	}
+	if b, _ := os.ReadFile(keep); string(b) != "precious" {
+		t.Fatalf("victim's keep.txt now holds %q", b)
+	}
+}
+
+func TestAttackDuplicateFileNames(t *testing.T) {
+	k := newCraft(t)
+	one, two := []byte("first file"), []byte("second, longer file")
+	root := k.dir(
+		link{name: "f", c: k.leaf(one), size: uint64(len(one))},
+		link{name: "f", c: k.leaf(two), size: uint64(len(two))},
+	)
+	d := k.serve(root)
+	outDir := t.TempDir()
+	if _, err := hostileGet(t, d, root, filepath.Join(outDir, "out")); !errors.Is(err, chunker.ErrDuplicateName) {
+		t.Fatalf("get err = %v, want a duplicate-name refusal", err)
+	}
+	if got := entries(t, outDir); len(got) != 0 {
+		t.Errorf("the refused download left %v", got)
+	}
+}
+
+func TestAttackSymlinksRecreatedNotFollowed(t *testing.T) {
+	victim := t.TempDir()
+	k := newCraft(t)
+	body := []byte("a regular file")
+	// Symlinks that point outside, and entries that sort after them: the
+	// files must be written beside the links, never through them.
+	root := k.dir(
+		link{name: "a-up", c: k.symlink("../../elsewhere"), size: 20},
+		link{name: "b-abs", c: k.symlink(victim), size: 20},
+		link{name: "c.txt", c: k.leaf(body), size: uint64(len(body))},
+	)
+	d := k.serve(root)
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := hostileGet(t, d, root, out); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"a-up": "../../elsewhere", "b-abs": victim} {
+		if got, err := os.Readlink(filepath.Join(out, name)); err != nil || got != want {
+			t.Errorf("%s: link to %q (%v), want %q as the DAG gives it", name, got, err, want)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "c.txt")); !bytes.Equal(b, body) {
+		t.Errorf("c.txt = %q", b)
+	}
+	if got := entries(t, victim); len(got) != 0 {
+		t.Errorf("the victim's folder gained %v", got)
+	}
+}
+
+// interrupted runs a get of root that is cancelled once some bytes are in.
+func interrupted(t *testing.T, d *Node, root cid.Cid, out string, after uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cctx, stop := context.WithCancel(ctx)
+	_, err := d.Get(cctx, root, GetOptions{Out: out, Interval: 20 * time.Millisecond, Progress: func(p GetProgress) {
+		if p.BytesDone >= after {
+			stop()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted get: err = %v, want context.Canceled", err)
+	}
+}
+
+func TestAttackSymlinkPlantedInPartialDownload(t *testing.T) {
+	k := newCraft(t)
+	var parts []link
+	for i := range 16 {
+		b := bytes.Repeat([]byte{byte(i)}, 256<<10)
+		parts = append(parts, link{c: k.leaf(b), size: uint64(len(b))})
+	}
+	root := k.dir(link{name: "sub", c: k.dir(link{name: "f.bin", c: k.file(parts...), size: 4 << 20}), size: 4 << 20})
+	d := k.serve(root, transfer.WithMaxUpload(2<<20))
+	out := filepath.Join(t.TempDir(), "out")
+	for _, plant := range []struct{ at, victim string }{
+		{"sub/f.bin", "victim.bin"}, // the partial file becomes a link to the victim's file
+		{"sub", ""},                 // the partial folder becomes a link to the victim's folder
+	} {
+		interrupted(t, d, root, out, 512<<10)
+		victimDir := t.TempDir()
+		victim := filepath.Join(victimDir, plant.victim)
+		if plant.victim != "" {
+			if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		at := filepath.Join(tempPath(out), filepath.FromSlash(plant.at))
+		if err := os.RemoveAll(at); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(victim, at); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hostileGet(t, d, root, out); !errors.Is(err, ErrUnsafeOutput) {
+			t.Fatalf("resume over a planted symlink at %s: err = %v, want ErrUnsafeOutput", plant.at, err)
+		}
+		if plant.victim != "" {
+			if b, _ := os.ReadFile(victim); string(b) != "precious" {
+				t.Fatalf("victim's file now holds %d bytes", len(b))
+			}
+		} else if got := entries(t, victimDir); len(got) != 0 {
+			t.Fatalf("victim's folder gained %v", got)
+		}
+		if _, err := os.Lstat(out); !os.IsNotExist(err) {
+			t.Fatalf("a refused download appeared under its final name: %v", err)
+		}
+		os.RemoveAll(tempPath(out)) // the user clears it; a fresh get starts over
+	}
+}
+
+// bomb is a file of fanout^depth repeats of one leaf, from depth+1 blocks.
+func (k *craft) bomb(leaf []byte, fanout, depth int) (cid.Cid, uint64) {
+	c, size := k.leaf(leaf), uint64(len(leaf))
+	for range depth {
+		parts := make([]link, fanout)
+		for i := range parts {
+			parts[i] = link{c: c, size: size}
+		}
+		c, size = k.file(parts...), size*uint64(fanout)
+	}
+	return c, size
+}
+
+func TestAttackDAGClaimsMoreThanTheDisk(t *testing.T) {
+	k := newCraft(t)
+	// 4096 x 4096 links to one 1 MiB leaf: 16 TiB claimed from 3 blocks.
+	root, size := k.bomb(bytes.Repeat([]byte{7}, 1<<20), 4096, 2)
+	d := k.serve(root)
+	outDir := t.TempDir()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	_, err := hostileGet(t, d, root, filepath.Join(outDir, "big"))
+	took := time.Since(start)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "not enough space: needs 16.0 TiB") {
+		t.Fatalf("get of a %d-byte claim: err = %v, want not enough space", size, err)
+	}
+	if got := entries(t, outDir); len(got) != 0 {
+		t.Errorf("the refused download left %v", got)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("16 TiB claim refused in %v, %d MiB allocated meanwhile: %v", took, alloc>>20, err)
+	if alloc > 256<<20 {
+		t.Errorf("refusing the claim allocated %d MiB: memory follows leaf occurrences", alloc>>20)
+	}
+}
+
+func TestAttackRepeatsThatFitAreCopied(t *testing.T) {
+	k := newCraft(t)
+	a, b := bytes.Repeat([]byte{'a'}, 64<<10), bytes.Repeat([]byte{'b'}, 32<<10)
+	la, lb := link{c: k.leaf(a), size: uint64(len(a))}, link{c: k.leaf(b), size: uint64(len(b))}
+	inner := link{c: k.file(la, lb, la), size: 160 << 10}
+	var parts []link
+	var want []byte
+	for i := range 100 {
+		if i%3 == 0 {
+			parts = append(parts, lb)
+			want = append(want, b...)
+		} else {
+			parts = append(parts, inner)
+			want = append(want, a...)
+			want = append(want, b...)
+			want = append(want, a...)
+		}
+	}
+	file := k.file(parts...)
+	root := k.dir(link{name: "x", c: file, size: 1}, link{name: "y", c: file, size: 1})
+	d := k.serve(root)
+	out := filepath.Join(t.TempDir(), "out")
+	res, err := hostileGet(t, d, root, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"x", "y"} {
+		got, _ := os.ReadFile(filepath.Join(out, name))
+		if sha256.Sum256(got) != sha256.Sum256(want) {
+			t.Fatalf("%s: %d bytes that differ from the DAG's %d", name, len(got), len(want))
+		}
+	}
+	var fetched uint64
+	for _, v := range res.From {
+		fetched += v
+	}
+	// What was fetched: the two leaves once, and a few KiB of structure.
+	if fetched > uint64(len(a)+len(b))+16<<10 || res.Bytes != 2*uint64(len(want)) {
+		t.Fatalf("fetched %d bytes for 2 distinct leaves of %d; result says %d bytes", fetched, len(a)+len(b), res.Bytes)
+	}
+}
+
+func TestResumeReverifiesDamagedPartial(t *testing.T) {
+	a := startNode(t, NodeOptions{})
+	root, data := addFile(t, a, 8<<20, 256<<10)
+	b := startNode(t, NodeOptions{MaxDownload: 4 << 20}, a)
+	out := filepath.Join(t.TempDir(), "r.bin")
+	interrupted(t, b, root, out, 2<<20)
+	// Damage what the first run recorded as done.
+	f, err := os.OpenFile(tempPath(out), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, 1<<20), 256<<10); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	resumeAndCheck(t, context.Background(), b, root, out, data)
+}
