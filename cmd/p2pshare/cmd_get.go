@@ -100,7 +100,7 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 		if res.Seconds > 0 {
 			rate = float64(res.Bytes) / res.Seconds
 		}
-		fmt.Fprintf(p.out, "got %s %s (%s in %.1fs, %s/s from %d peers)\n", res.CID, res.Path, humanBytes(res.Bytes), res.Seconds, humanBytes(uint64(rate)), len(res.From))
+		fmt.Fprintf(p.out, "got %s %s (%s in %.1fs, %s/s from %d peers)\n", res.CID, displayName(res.Path), humanBytes(res.Bytes), res.Seconds, humanBytes(uint64(rate)), len(res.From))
 	}
 	if opts.Seed && node != nil {
 		if !p.json && !p.quiet {
