@@ -19,7 +19,8 @@ import (
 	"github.com/p2pshare/p2pshare/chunker"
 )
 
-// The local API: HTTP over a unix socket in the repo (mode 0600), through
+// The local API: HTTP over a unix socket in the repo (mode 0600, in the
+// repo folder of mode 0700), through
 // which the CLI reaches a running seed node. Long operations (add, get)
 // answer with one JSON event per line: progress events, then a final
 // "result" or "error" event.
@@ -41,7 +42,8 @@ func IsUsage(err error) bool {
 	if errors.As(err, &ae) {
 		return ae.Usage
 	}
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, chunker.ErrUnsupportedFile) || errors.Is(err, ErrBadOptions)
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, chunker.ErrUnsupportedFile) || errors.Is(err, ErrBadOptions) ||
+		errors.Is(err, ErrBadSwarmKey) || errors.Is(err, ErrNoTCPListen)
 }
 
 type apiEvent struct {
@@ -74,6 +76,14 @@ func (n *Node) ServeAPI(ctx context.Context) error {
 		c.Close()
 		return fmt.Errorf("a seed node already serves %s", path)
 	}
+	// Whoever can connect to the socket commands the node. The socket is
+	// created inside the repo folder, which is the owner's alone (0700)
+	// before it appears, so there is no moment at which another user can
+	// reach it; it is then made 0600 as well. (Setting the umask around
+	// Listen would do too, but the umask is process-wide.)
+	if err := tighten(n.Repo.Dir); err != nil {
+		return fmt.Errorf("local API: %w", err)
+	}
 	os.Remove(path)
 	l, err := net.Listen("unix", path)
 	if err != nil {
@@ -81,7 +91,7 @@ func (n *Node) ServeAPI(ctx context.Context) error {
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		l.Close()
-		return err
+		return fmt.Errorf("local API: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/add", n.apiAdd)

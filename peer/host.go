@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -33,7 +34,14 @@ const (
 // yamux (libp2p's default muxer), a resource manager scaled to the machine
 // with room for bulk transfer, a connection manager, hole punching and the
 // relay client for nodes behind NAT.
-func newHost(key crypto.PrivKey, listen []ma.Multiaddr, bw metrics.Reporter) (host.Host, error) {
+//
+// With a swarm key (psk, 32 bytes) the host joins that private network
+// only: every connection is encrypted with the key under the TLS or Noise
+// handshake, and a peer without it cannot get past the handshake.
+// go-libp2p has no pre-shared keys for QUIC (quic.NewTransport refuses a
+// PSK), so such a host runs TCP alone; listen must then hold TCP
+// addresses only (see PrivateListen).
+func newHost(key crypto.PrivKey, listen []ma.Multiaddr, psk pnet.PSK, bw metrics.Reporter) (host.Host, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
 	scaled := limits.AutoScale()
@@ -50,7 +58,6 @@ func newHost(key crypto.PrivKey, listen []ma.Multiaddr, bw metrics.Reporter) (ho
 		libp2p.Identity(key),
 		libp2p.ListenAddrs(listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(quic.NewTransport),
 		libp2p.Security(tls.ID, tls.New),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.DefaultMuxers,
@@ -75,6 +82,11 @@ func newHost(key crypto.PrivKey, listen []ma.Multiaddr, bw metrics.Reporter) (ho
 		}, autorelay.WithMinCandidates(1)),
 		libp2p.DisableMetrics(),
 		libp2p.UserAgent("p2pshare/0.1"),
+	}
+	if len(psk) > 0 {
+		opts = append(opts, libp2p.PrivateNetwork(psk))
+	} else {
+		opts = append(opts, libp2p.Transport(quic.NewTransport))
 	}
 	if bw != nil {
 		opts = append(opts, libp2p.BandwidthReporter(bw))

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/metrics"
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/p2pshare/p2pshare/dht"
@@ -30,6 +31,11 @@ type NodeOptions struct {
 	// MaxUpload and MaxDownload cap transfer rates in bytes per second (0:
 	// no cap).
 	MaxUpload, MaxDownload int64
+	// SwarmKey, when set, makes the node a member of the private swarm of
+	// that pre-shared key (see LoadSwarmKey): it talks only to peers that
+	// hold the same key, over TCP only. Nil means the repo config's
+	// swarm_key file, if any.
+	SwarmKey pnet.PSK
 	// Log receives service events; nil discards them.
 	Log *slog.Logger
 }
@@ -79,9 +85,27 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 		return nil, fmt.Errorf("config bootstrap: %w", err)
 	}
 	boot = append(boot, opts.Bootstrap...)
+	psk := opts.SwarmKey
+	if psk == nil && repo.Config.SwarmKey != "" {
+		if psk, err = LoadSwarmKey(repo.Config.SwarmKeyFile(repo.Dir)); err != nil {
+			return nil, fmt.Errorf("config swarm_key: %w", err)
+		}
+	}
+	if len(psk) > 0 {
+		// go-libp2p has no pre-shared keys for QUIC: a private node
+		// listens on its TCP addresses alone.
+		tcp, other := PrivateListen(listen)
+		for _, a := range other {
+			log.Warn("private swarm: not listening on a non-TCP address", "addr", a)
+		}
+		if len(tcp) == 0 {
+			return nil, ErrNoTCPListen
+		}
+		listen = tcp
+	}
 
 	bw := metrics.NewBandwidthCounter()
-	h, err := newHost(repo.Key, listen, bw)
+	h, err := newHost(repo.Key, listen, psk, bw)
 	if err != nil {
 		return nil, err
 	}
@@ -109,6 +133,9 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 		bcancel()
 		if err != nil {
 			n.Close()
+			if he := handshakeError(err, len(psk) > 0); he != nil {
+				return nil, he
+			}
 			return nil, fmt.Errorf("joining the network: %w", err)
 		}
 	}

@@ -37,6 +37,11 @@ type Config struct {
 	Listen []string `json:"listen,omitempty"`
 	// Bootstrap lists multiaddrs (with /p2p/ID) of peers to join through.
 	Bootstrap []string `json:"bootstrap,omitempty"`
+	// SwarmKey is the path of a swarm key file (/key/swarm/psk/1.0.0/, as
+	// Kubo's swarm.key) that makes the node a member of that private swarm
+	// when --swarm-key and P2PSHARE_SWARM_KEY are not given. A relative
+	// path is relative to the repo folder.
+	SwarmKey string `json:"swarm_key,omitempty"`
 }
 
 // DefaultListen is the seed's default listen addresses (CLI.md).
@@ -56,9 +61,17 @@ type Repo struct {
 
 // Init creates the identity and config in dir if they are absent and
 // returns the peer ID. It does not open the datastore.
+//
+// The repo folder is made private (mode 0700), an existing one tightened:
+// it holds the identity key and the local API socket, through which
+// whoever can connect commands the node, so nobody but its owner may
+// enter it.
 func Init(dir string) (libp2ppeer.ID, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("creating repo %s: %w", dir, err)
+	}
+	if err := tighten(dir); err != nil {
+		return "", err
 	}
 	key, err := loadOrCreateKey(filepath.Join(dir, keyFile))
 	if err != nil {
@@ -86,13 +99,9 @@ func Open(dir string) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	var cfg Config
-	raw, err := os.ReadFile(filepath.Join(dir, configFile))
+	cfg, err := LoadConfig(dir)
 	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
-	}
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return nil, fmt.Errorf("parsing %s: %w", filepath.Join(dir, configFile), err)
+		return nil, err
 	}
 	d, err := pebbleds.NewDatastore(filepath.Join(dir, datastoreDir))
 	if err != nil {
@@ -103,6 +112,67 @@ func Open(dir string) (*Repo, error) {
 	}
 	ix := &index{ds: d}
 	return &Repo{Dir: dir, Key: key, ID: id, Config: cfg, ds: d, index: ix, st: newStore(ix)}, nil
+}
+
+// LoadConfig reads the config of the repo in dir. A repo without a
+// config (or no repo at all) has the zero Config.
+func LoadConfig(dir string) (Config, error) {
+	var cfg Config
+	path := filepath.Join(dir, configFile)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return cfg, nil
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("reading config: %w", err)
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return cfg, fmt.Errorf("parsing %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// SwarmKeyFile is the config's swarm_key made absolute against the repo
+// folder dir ("" if unset).
+func (c Config) SwarmKeyFile(dir string) string {
+	if c.SwarmKey == "" || filepath.IsAbs(c.SwarmKey) {
+		return c.SwarmKey
+	}
+	return filepath.Join(dir, c.SwarmKey)
+}
+
+// tighten makes the repo folder dir accessible to its owner only.
+func tighten(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("repo %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("repo %s is not a folder", dir)
+	}
+	if st.Mode().Perm() == 0o700 {
+		return nil
+	}
+	// Tighten only a folder of p2pshare's own: a --repo that names a
+	// folder with other things in it (the home folder, /tmp) is a mistake
+	// to report, not a folder to close.
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("repo %s: %w", dir, err)
+	}
+	ours := len(ents) == 0
+	for _, e := range ents {
+		if e.Name() == keyFile || e.Name() == configFile {
+			ours = true
+		}
+	}
+	if !ours {
+		return fmt.Errorf("repo %s is a folder with other content and mode %v: give p2pshare a folder of its own (--repo)", dir, st.Mode().Perm())
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("making repo %s private (mode 0700): %w", dir, err)
+	}
+	return nil
 }
 
 // Close closes the datastore.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/urfave/cli/v2"
 
@@ -88,7 +89,8 @@ func listenAddrs(c *cli.Context) ([]ma.Multiaddr, error) {
 }
 
 // nodeFlags parses the flags that configure a node: --bootstrap (and
-// P2PSHARE_BOOTSTRAP), --listen, --max-upload and --max-download.
+// P2PSHARE_BOOTSTRAP), --listen, --swarm-key (and P2PSHARE_SWARM_KEY, and
+// the config's swarm_key), --max-upload and --max-download.
 func nodeFlags(c *cli.Context) (peer.NodeOptions, error) {
 	var opts peer.NodeOptions
 	var err error
@@ -98,11 +100,58 @@ func nodeFlags(c *cli.Context) (peer.NodeOptions, error) {
 	if opts.Listen, err = listenAddrs(c); err != nil {
 		return opts, err
 	}
+	if opts.SwarmKey, err = swarmKey(c); err != nil {
+		return opts, err
+	}
+	if opts.SwarmKey != nil {
+		// go-libp2p has no pre-shared keys for QUIC: the default
+		// addresses lose theirs, a QUIC address asked for is refused.
+		tcp, other := peer.PrivateListen(opts.Listen)
+		if len(other) > 0 && c.IsSet("listen") {
+			return opts, usagef("--listen %s: a private swarm (--swarm-key) runs over TCP only (go-libp2p has no pre-shared keys for QUIC); listen on a /tcp/ address", other[0])
+		}
+		opts.Listen = tcp
+	}
 	if opts.MaxUpload, err = rateFlag(c, "max-upload"); err != nil {
 		return opts, err
 	}
 	opts.MaxDownload, err = rateFlag(c, "max-download")
 	return opts, err
+}
+
+// swarmKey loads the swarm key named by --swarm-key, else
+// P2PSHARE_SWARM_KEY, else the repo config's swarm_key; nil if none is.
+// A missing or malformed key file is a usage error.
+func swarmKey(c *cli.Context) (pnet.PSK, error) {
+	path := c.String("swarm-key")
+	if path == "" {
+		cfg, err := peer.LoadConfig(c.String("repo"))
+		if err != nil {
+			return nil, err
+		}
+		if path = cfg.SwarmKeyFile(c.String("repo")); path == "" {
+			return nil, nil
+		}
+	}
+	psk, err := peer.LoadSwarmKey(path)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return psk, nil
+}
+
+// startNode starts a node of this process on r. A failed handshake with
+// the bootstrap peers gets the hint that a swarm key is missing or differs.
+func startNode(ctx context.Context, r *peer.Repo, opts peer.NodeOptions) (*peer.Node, error) {
+	n, err := peer.Start(ctx, r, opts)
+	var he *peer.HandshakeError
+	switch {
+	case errors.As(err, &he) && he.Private:
+		return nil, fmt.Errorf("%w (does that peer use the same swarm key? check --swarm-key)", err)
+	case errors.As(err, &he):
+		return nil, fmt.Errorf("%w (is this a private swarm? pass --swarm-key)", err)
+	}
+	return n, err
 }
 
 // rateFlag parses a RATE flag.
@@ -119,6 +168,8 @@ var (
 	listenFlag    = func(def ...string) *cli.StringSliceFlag {
 		return &cli.StringSliceFlag{Name: "listen", Usage: "multiaddr to listen on (repeatable)", Value: cli.NewStringSlice(def...)}
 	}
+	swarmKeyFlag = &cli.StringFlag{Name: "swarm-key", Usage: "join the private swarm of this key file (/key/swarm/psk/1.0.0/, as Kubo's swarm.key; make one with p2pshare swarm-key); TCP only",
+		EnvVars: []string{"P2PSHARE_SWARM_KEY"}, TakesFile: true}
 	maxUploadFlag   = &cli.StringFlag{Name: "max-upload", Usage: "upload rate limit, e.g. 10MB, 80Mbit, 512KiB (per second)"}
 	maxDownloadFlag = &cli.StringFlag{Name: "max-download", Usage: "download rate limit, e.g. 10MB, 80Mbit, 512KiB (per second)"}
 )

@@ -71,7 +71,7 @@ func runAdd(ctx context.Context, repo string, opts AddOptions, p *printer) error
 	for _, path := range opts.Paths {
 		o := opts.AddOptions
 		o.Progress = func(n int64) {
-			p.progress(map[string]any{"path": path, "bytes_done": n}, fmt.Sprintf("adding %s: %s", path, humanBytes(uint64(n))))
+			p.progress(map[string]any{"path": path, "bytes_done": n}, fmt.Sprintf("adding %s: %s", displayName(path), humanBytes(uint64(n))))
 		}
 		res, err := b.Add(ctx, path, o)
 		if err != nil {
@@ -83,7 +83,7 @@ func runAdd(ctx context.Context, repo string, opts AddOptions, p *printer) error
 			fmt.Fprintln(p.out, res.CID)
 			continue
 		}
-		p.result("added", ev, fmt.Sprintf("added %s %s", res.CID, res.Name))
+		p.result("added", ev, fmt.Sprintf("added %s %s", res.CID, displayName(res.Name)))
 	}
 	p.event("summary", map[string]any{"added": added})
 	return nil

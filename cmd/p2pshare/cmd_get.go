@@ -33,6 +33,7 @@ func newGetCommand() *cli.Command {
 			&cli.DurationFlag{Name: "timeout", Usage: "give up when no provider is found, or nothing arrives, for this long", Value: peer.DefaultGetTimeout},
 			&cli.BoolFlag{Name: "seed", Usage: "keep serving after completion until interrupted"},
 			bootstrapFlag,
+			swarmKeyFlag,
 			listenFlag("/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"),
 			maxUploadFlag, maxDownloadFlag,
 		},
@@ -76,7 +77,7 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 			return err
 		}
 		defer r.Close()
-		node, err = peer.Start(ctx, r, opts.NodeOptions)
+		node, err = startNode(ctx, r, opts.NodeOptions)
 		if err != nil {
 			return err
 		}
@@ -99,7 +100,7 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 		if res.Seconds > 0 {
 			rate = float64(res.Bytes) / res.Seconds
 		}
-		fmt.Fprintf(p.out, "got %s %s (%s in %.1fs, %s/s from %d peers)\n", res.CID, res.Path, humanBytes(res.Bytes), res.Seconds, humanBytes(uint64(rate)), len(res.From))
+		fmt.Fprintf(p.out, "got %s %s (%s in %.1fs, %s/s from %d peers)\n", res.CID, displayName(res.Path), humanBytes(res.Bytes), res.Seconds, humanBytes(uint64(rate)), len(res.From))
 	}
 	if opts.Seed && node != nil {
 		if !p.json && !p.quiet {

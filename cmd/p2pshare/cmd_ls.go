@@ -27,7 +27,7 @@ func newLsCommand() *cli.Command {
 			p := newPrinter(c)
 			for _, r := range roots {
 				p.result("root", map[string]any{"cid": r.CID, "name": r.Name, "size": r.Size, "state": r.State, "path": r.Path},
-					strings.Join([]string{r.CID, fmt.Sprintf("%10s", humanBytes(r.Size)), fmt.Sprintf("%-8s", r.State), r.Name}, "  "))
+					strings.Join([]string{r.CID, fmt.Sprintf("%10s", humanBytes(r.Size)), fmt.Sprintf("%-8s", r.State), displayName(r.Name)}, "  "))
 			}
 			return nil
 		},

@@ -21,6 +21,7 @@ func newSeedCommand() *cli.Command {
 		Flags: []cli.Flag{
 			listenFlag(),
 			bootstrapFlag,
+			swarmKeyFlag,
 			maxUploadFlag, maxDownloadFlag,
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus-style metrics on this host:port (e.g. 127.0.0.1:9090)"},
 		},
@@ -43,7 +44,7 @@ func runSeed(ctx context.Context, repo string, opts peer.NodeOptions, metrics st
 		return err
 	}
 	defer r.Close()
-	n, err := peer.Start(ctx, r, opts)
+	n, err := startNode(ctx, r, opts)
 	if err != nil {
 		return err
 	}

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 )
@@ -81,13 +84,50 @@ func (p *printer) clearProgress() {
 	}
 }
 
-// printError prints the one-line error (or a JSON error event).
+// printError prints the one-line error (or a JSON error event). Control
+// and other unprintable characters are shown escaped (\x1b), as an error
+// can carry a name or a message from the network.
 func printError(w io.Writer, asJSON bool, err error, code int) {
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	msg := escapeControl(strings.ReplaceAll(err.Error(), "\n", " "))
 	if asJSON {
 		json.NewEncoder(os.Stdout).Encode(map[string]any{"type": "error", "message": msg, "exit_code": code})
 	}
 	fmt.Fprintf(w, "p2pshare: %s\n", msg)
+}
+
+// displayName is how text output shows a name, path or symlink target
+// that may come from the network: as it is when it holds only printable
+// characters (so plain names print as they always have, and scripts can
+// split `added <CID> <name>` lines), else in Go's quoted form
+// (strconv.Quote: "a\x1b[2Jb"), so that no name can drive the terminal or
+// break a line. A shown name that begins with a double quote is always
+// the quoted form. --json output carries names unchanged, JSON-escaped.
+func displayName(s string) string {
+	if q := strconv.Quote(s); q[1:len(q)-1] != s {
+		return q
+	}
+	return s
+}
+
+// escapeControl escapes the unprintable characters of s (and invalid
+// UTF-8) as strconv.Quote would, leaving the rest of the text as it is.
+func escapeControl(s string) string {
+	if q := strconv.Quote(s); q[1:len(q)-1] == s {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case unicode.IsPrint(r):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+	}
+	return b.String()
 }
 
 // humanBytes formats a byte count with binary units.
