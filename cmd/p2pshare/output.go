@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/p2pshare/p2pshare/peer"
 )
 
 // printer writes results to stdout and progress to stderr, as text or as
@@ -131,15 +133,4 @@ func escapeControl(s string) string {
 }
 
 // humanBytes formats a byte count with binary units.
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func humanBytes(n uint64) string { return peer.FormatBytes(n) }
