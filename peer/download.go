@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -47,6 +48,7 @@ type download struct {
 
 	mu    sync.Mutex
 	leaf  map[cid.Cid]*slot // each distinct leaf and where it goes first
+	order []cid.Cid         // the distinct leaves in DAG order (have-map order)
 	need  uint64            // bytes of distinct leaves
 	bytes uint64            // bytes of distinct leaves in place
 }
@@ -307,6 +309,7 @@ func (d *download) create(ctx context.Context, b *batch, e chunker.Entry, known 
 	for _, s := range e.Spans {
 		if s.Leaf.Defined() {
 			d.leaf[s.Leaf] = &slot{file: f, offset: s.Offset, size: s.Size}
+			d.order = append(d.order, s.Leaf)
 			d.need += s.Size
 		}
 	}
@@ -439,15 +442,12 @@ func (d *download) missing() []cid.Cid {
 	return out
 }
 
-// leaves lists every distinct leaf.
+// leaves lists every distinct leaf in order of first appearance: the
+// order of the have-maps peers exchange.
 func (d *download) leaves() []cid.Cid {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]cid.Cid, 0, len(d.leaf))
-	for c := range d.leaf {
-		out = append(out, c)
-	}
-	return out
+	return slices.Clone(d.order)
 }
 
 // Finish completes the download once every distinct leaf is in place:
