@@ -30,3 +30,30 @@ func TestDownloadLeavesInHaveMapOrder(t *testing.T) {
 		t.Fatalf("download's leaves (%d) are not the seed's have-map order (%d)", len(got), len(want))
 	}
 }
+
+// A get killed after moving its result into place but before recording it
+// finds the result there next time and records it as complete.
+func TestKilledAfterRenameIsAdopted(t *testing.T) {
+	a := startNode(t, NodeOptions{})
+	root, data := addFile(t, a, 3<<20, 0) // the default profile: get recognises it in place
+	b := startNode(t, NodeOptions{}, a)
+	out := filepath.Join(t.TempDir(), "r.bin")
+	ctx := context.Background()
+	if _, err := b.Get(ctx, root, GetOptions{Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	// What the index says if the process died right after the rename.
+	if err := b.Repo.index.putRoot(ctx, root, rootRecord{Name: "r.bin", Path: out, Temp: tempPath(out), State: StatePartial}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(ctx, root, GetOptions{Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	roots, err := b.Repo.List(ctx)
+	if err != nil || len(roots) != 1 || roots[0].State != StateComplete || roots[0].Path != out {
+		t.Fatalf("ls after the second get: %+v %v", roots, err)
+	}
+	if got := readAll(t, b.Repo, root); string(got) != string(data) {
+		t.Fatal("the adopted result is not served as it is")
+	}
+}

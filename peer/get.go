@@ -85,6 +85,9 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		return GetResult{}, err
 	}
 	if done, err := n.alreadyThere(ctx, root, out, opts.Force); err != nil || done {
+		if err == nil {
+			err = n.adoptFinished(ctx, root, out)
+		}
 		if err != nil {
 			return GetResult{}, err
 		}
@@ -210,6 +213,21 @@ func getError(ctx context.Context, err error) error {
 	if errors.Is(err, transfer.ErrNoPeers) {
 		return fmt.Errorf("%w: %v", ErrNoProviders, err)
 	}
+	return err
+}
+
+// adoptFinished records as complete a result that is in place under out
+// while the repo still has it as a partial download there: a get killed
+// between moving it into place and recording it.
+func (n *Node) adoptFinished(ctx context.Context, root cid.Cid, out string) error {
+	rec, err := n.Repo.index.root(ctx, root)
+	if err != nil || rec.State != StatePartial || rec.Temp != tempPath(out) {
+		return nil
+	}
+	if err := n.Repo.Remove(ctx, root); err != nil {
+		return err
+	}
+	_, err = n.Repo.Add(ctx, out, AddOptions{Options: chunker.Options{Hidden: true}})
 	return err
 }
 
