@@ -131,7 +131,9 @@ func (s *indexSink) File(path string, root cid.Cid, size int64) error {
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", path, err)
 	}
-	return s.b.putJSON(fileKey(s.fileID(path)), fileRecord{Path: path, Size: size, MTimeNs: st.ModTime().UnixNano(), Root: root.String()})
+	f := fileRecordOf(path, st, root)
+	f.Size = size // what was hashed
+	return s.b.putJSON(fileKey(s.fileID(path)), f)
 }
 
 // progressSink reports bytes hashed as leaves pass through.

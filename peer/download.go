@@ -19,6 +19,11 @@ import (
 	"github.com/p2pshare/p2pshare/chunker"
 )
 
+// syncEvery bounds what a kill can lose of a download's resume record:
+// pebble keeps unsynced log writes in memory, so the records of leaves in
+// place are synced at least this often.
+const syncEvery = 200 * time.Millisecond
+
 // ErrNoSpace means the output's filesystem cannot hold what the DAG claims.
 var ErrNoSpace = errors.New("not enough space")
 
@@ -46,11 +51,12 @@ type download struct {
 	dirPath, part, final string
 	isDir                bool // the root is a folder (set by Open)
 
-	mu    sync.Mutex
-	leaf  map[cid.Cid]*slot // each distinct leaf and where it goes first
-	order []cid.Cid         // the distinct leaves in DAG order (have-map order)
-	need  uint64            // bytes of distinct leaves
-	bytes uint64            // bytes of distinct leaves in place
+	mu     sync.Mutex
+	synced time.Time         // when the index was last synced
+	leaf   map[cid.Cid]*slot // each distinct leaf and where it goes first
+	order  []cid.Cid         // the distinct leaves in DAG order (have-map order)
+	need   uint64            // bytes of distinct leaves
+	bytes  uint64            // bytes of distinct leaves in place
 }
 
 // slot is where a distinct leaf goes first.
@@ -230,6 +236,9 @@ func (d *download) Open(ctx context.Context, out string) error {
 		return err
 	}
 	if err := d.recheck(ctx); err != nil {
+		return err
+	}
+	if err := d.ix.sync(ctx); err != nil {
 		return err
 	}
 	// Leaves this repo holds elsewhere are copied, not fetched.
@@ -418,7 +427,14 @@ func (d *download) WriteLeaf(ctx context.Context, c cid.Cid, data []byte) error 
 		s.done = true
 		d.bytes += s.size
 	}
+	due := time.Since(d.synced) >= syncEvery
+	if due {
+		d.synced = time.Now()
+	}
 	d.mu.Unlock()
+	if due {
+		return d.ix.sync(ctx)
+	}
 	return nil
 }
 
@@ -531,7 +547,7 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 		if err != nil {
 			return 0, err
 		}
-		if err := b.putJSON(fileKey(id), fileRecord{Path: final, Size: st.Size(), MTimeNs: st.ModTime().UnixNano(), Root: d.root.String()}); err != nil {
+		if err := b.putJSON(fileKey(id), fileRecordOf(final, st, d.root)); err != nil {
 			return 0, err
 		}
 	}

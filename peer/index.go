@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -49,10 +51,41 @@ type rootRecord struct {
 }
 
 type fileRecord struct {
-	Path    string `json:"path"`
-	Size    int64  `json:"size"`
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+	// The file's identity when its leaves were last verified (zero while
+	// a download writes it). On Linux every write changes ctime, so a file
+	// whose identity is unchanged holds the same bytes.
 	MTimeNs int64  `json:"mtime_ns,omitempty"`
+	CTimeNs int64  `json:"ctime_ns,omitempty"`
+	Dev     uint64 `json:"dev,omitempty"`
+	Ino     uint64 `json:"ino,omitempty"`
 	Root    string `json:"root"`
+}
+
+// fileRecordOf records the file at path, as fi describes it, for root.
+func fileRecordOf(path string, fi os.FileInfo, root cid.Cid) fileRecord {
+	f := fileRecord{Path: path, Size: fi.Size(), MTimeNs: fi.ModTime().UnixNano(), Root: root.String()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		f.CTimeNs = st.Ctim.Nano()
+		f.Dev, f.Ino = uint64(st.Dev), st.Ino
+	}
+	return f
+}
+
+// changed reports whether the file fi describes is no longer the one
+// recorded (older records carry no ctime, device or inode).
+func (f fileRecord) changed(fi os.FileInfo) bool {
+	now := fileRecordOf(f.Path, fi, cid.Undef)
+	switch {
+	case now.Size != f.Size:
+		return true
+	case f.MTimeNs != 0 && now.MTimeNs != f.MTimeNs:
+		return true
+	case f.CTimeNs != 0 && (now.CTimeNs != f.CTimeNs || now.Dev != f.Dev || now.Ino != f.Ino):
+		return true
+	}
+	return false
 }
 
 type index struct {
@@ -103,6 +136,14 @@ func (ix *index) putRoot(ctx context.Context, c cid.Cid, r rootRecord) error {
 		return fmt.Errorf("recording root %s: %w", c, err)
 	}
 	return ix.ds.Sync(ctx, rootKey(c))
+}
+
+// sync makes every index write so far survive a crash.
+func (ix *index) sync(ctx context.Context) error {
+	if err := ix.ds.Sync(ctx, ds.NewKey("/")); err != nil {
+		return fmt.Errorf("syncing index: %w", err)
+	}
+	return nil
 }
 
 type rootEntry struct {

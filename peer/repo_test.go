@@ -272,3 +272,34 @@ func TestAddFolderInPlace(t *testing.T) {
 		t.Fatalf("walked files %v, want %d", seen, len(files))
 	}
 }
+
+// A file rewritten in place with its mtime put back (as cp -p, rsync -t
+// and tar leave it) is still seen as changed: its ctime moved.
+func TestChangedKeepingMtime(t *testing.T) {
+	ctx := context.Background()
+	r := openTestRepo(t)
+	path := filepath.Join(t.TempDir(), "m.bin")
+	writeRandom(t, path, 3<<20, 9)
+	res, err := r.Add(ctx, path, AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // a ctime tick apart on any filesystem clock
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("changed"), 1<<20)
+	f.Close()
+	if err := os.Chtimes(path, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	roots, err := r.List(ctx)
+	if err != nil || len(roots) != 1 || roots[0].CID != res.CID.String() || roots[0].State != StateChanged {
+		t.Fatalf("ls = %+v %v, want the root changed", roots, err)
+	}
+}

@@ -62,7 +62,7 @@ func (r *Repo) diskState(ctx context.Context, root cid.Cid) (string, error) {
 		switch {
 		case err != nil:
 			return StateMissing, nil
-		case st.Size() != f.Size || (f.MTimeNs != 0 && st.ModTime().UnixNano() != f.MTimeNs):
+		case f.changed(st):
 			state = StateChanged
 		}
 	}
