@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net"
@@ -551,7 +552,7 @@ func TestFaultDiskFull(t *testing.T) {
 	dir := t.TempDir()
 	mnt := filepath.Join(dir, "small")
 	os.Mkdir(mnt, 0o755)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", mnt).CombinedOutput(); err != nil {
 		t.Skipf("cannot mount a tmpfs (%v: %s): this test needs root with CAP_SYS_ADMIN", err, out)
 	}
 	t.Cleanup(func() {
@@ -565,24 +566,47 @@ func TestFaultDiskFull(t *testing.T) {
 	data := writeRandom(t, src, 24*mib+5)
 	seedRepo := filepath.Join(dir, "seed")
 	root := addFile(t, seedRepo, src)
-	_, addr := startSeed(t, seedRepo)
+	_, addr := startSeed(t, seedRepo, "--max-upload", "4MiB")
 
+	// A claim larger than the disk is refused before anything is written.
+	tiny := filepath.Join(dir, "tiny")
+	os.Mkdir(tiny, 0o755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", tiny).CombinedOutput(); err != nil {
+		t.Fatalf("mounting a second tmpfs: %v %s", err, out)
+	}
+	defer exec.Command("umount", tiny).Run()
+	r := run(t, "--repo", filepath.Join(dir, "tinyrepo"), "get", root, "-o", filepath.Join(tiny, "out.bin"), "--bootstrap", addr, "--listen", loopback)
+	if r.code != 1 || !strings.Contains(r.stderr, "not enough space: needs 24.0 MiB") || strings.Count(r.stderr, "\n") != 1 {
+		t.Fatalf("get of 24 MiB into 8 MiB: exit %d, stderr %q; want exit 1 and one line saying not enough space", r.code, r.stderr)
+	}
+	if es, _ := os.ReadDir(tiny); len(es) != 0 {
+		t.Fatalf("the refused get left %d entries on the disk", len(es))
+	}
+
+	// The disk fills up while the get runs (another program writes).
 	const timeout = 30 * time.Second
 	repo, out := filepath.Join(dir, "getter"), filepath.Join(mnt, "out.bin")
 	args := []string{"--repo", repo, "get", root, "-o", out, "--bootstrap", addr, "--listen", loopback, "--timeout", timeout.String()}
-	g := start(t, "get", args...)
+	g := start(t, "get", append([]string{"--json"}, args...)...)
+	if !poll(30*time.Second, func() bool { return !g.running() || g.progress().Done >= 2*mib }) || !g.running() {
+		t.Fatalf("get never had 2 MiB while running: %s", g.errText())
+	}
+	filler := filepath.Join(mnt, "filler")
+	fillDisk(t, filler)
+	filled := time.Now()
 	if !g.wait(timeout + 20*time.Second) {
 		t.Fatalf("get into a full disk still runs %s after it started", timeout+20*time.Second)
 	}
-	t.Logf("get into the full disk exited %d after %.1fs: %q", g.code, g.took.Seconds(), g.errText())
+	took := time.Since(filled)
+	t.Logf("get exited %d %.1fs after the disk filled: %q", g.code, took.Seconds(), g.errText())
 	if g.code != 1 {
 		t.Fatalf("get into a full disk exited %d, want 1: %s", g.code, g.errText())
 	}
 	if e := g.errText(); strings.Count(e, "\n") != 1 || !strings.Contains(e, "no space left") {
 		t.Errorf("stderr %q: want one line mentioning %q", e, "no space left")
 	}
-	if g.took > timeout/3 {
-		t.Errorf("get took %.1fs to report the full disk; want well within its --timeout %s", g.took.Seconds(), timeout)
+	if took > timeout/3 {
+		t.Errorf("get took %.1fs to report the full disk; want well within its --timeout %s", took.Seconds(), timeout)
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("the failed download appeared under its final name")
@@ -595,14 +619,34 @@ func TestFaultDiskFull(t *testing.T) {
 		t.Fatalf("ls on the downloader's repo shows %q, want partial", st)
 	}
 
-	if out, err := exec.Command("mount", "-o", "remount,size=64m", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("enlarging the tmpfs: %v %s", err, out)
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
 	}
-	r := run(t, args...)
+	r = run(t, args...)
 	if r.code != 0 {
 		t.Fatalf("get after making room: %+v", r)
 	}
 	sameBytes(t, out, data)
+}
+
+// fillDisk writes path until its filesystem is full.
+func fillDisk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for range 1 << 16 { // at most 4 GiB: the tmpfs is far smaller
+		if _, err := f.Write(buf); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return
+			}
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("the disk never filled")
 }
 
 // TestFaultFileChanged: a shared file changed on disk while a seed serves
