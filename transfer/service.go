@@ -248,7 +248,9 @@ type serverStream struct {
 	shown   bitfield
 	stalled bool     // its unrequested leaves were shown to others
 	got     bitfield // leaves uploaded to the remote
-	// busyAt is when the writer last had a WANT to serve (Unix ns).
+	// busyAt is when the writer last began or finished sending a block
+	// (Unix ns): a remote that stopped reading, its writer stuck, is not
+	// being served, however many WANTs it queues.
 	busyAt atomic.Int64
 }
 
@@ -460,7 +462,6 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 			}
 			continue
 		}
-		ss.busyAt.Store(time.Now().UnixNano())
 		ss.mu.Lock()
 		live := ss.wants.take(next)
 		ss.mu.Unlock()
@@ -478,6 +479,7 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 				ss.s.Scope().ReleaseMemory(held)
 				return
 			}
+			ss.busyAt.Store(time.Now().UnixNano())
 			reply = &Msg{Type: MsgBlock, ID: next.ID, Data: data}
 		}
 		scratch, err = writeBlock(bw, reply, scratch)
@@ -486,6 +488,9 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 		}
 		if err != nil {
 			return
+		}
+		if reply.Type == MsgBlock {
+			ss.busyAt.Store(time.Now().UnixNano())
 		}
 		ss.mu.Lock()
 		more := ss.wants.len() > 0
