@@ -777,7 +777,9 @@ func (ss *Session) ctxErr(ctx context.Context) error {
 // Download fetches every leaf the store does not have yet, from all peers
 // at once, and returns nil once all are stored. leaves is the root's leaf
 // list in DAG order (duplicates are fetched once). Cancelling ctx stops it;
-// what was stored stays.
+// what was stored stays. A block the store fails to keep (other than by
+// cancellation: a full disk, say) ends it at once with an error wrapping
+// the store's, "storing block <cid>: ...".
 //
 // Each round it fills every peer's window with the rarest leaves that
 // peer has, moves requests that a slow peer sits on to others, and in the
