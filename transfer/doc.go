@@ -29,8 +29,10 @@
 //
 //	uvarint length | type byte | body          (length counts type and body)
 //
-// A length of 0 or over MaxMessageLen (2 MiB + 64) is a protocol violation,
-// checked before anything is allocated. Unknown types are skipped; leftover
+// A length of 0 or over MaxMessageLen (2 MiB + 64), or over the longest
+// message its type can carry (HELLO 129 bytes, WANT 139, HAVE, DONT_HAVE
+// and CANCEL 11), is a protocol violation, checked before anything is
+// allocated. Unknown types are skipped without being buffered; leftover
 // bytes in a known message are a violation. Types 8 to 15 are reserved.
 //
 //	type  name       direction        body
@@ -42,6 +44,11 @@
 //	6     DONT_HAVE  server → client  uvarint request ID
 //	7     CANCEL     client → server  uvarint request ID
 //
+// Only CIDs of codec raw or dag-pb with a full-length sha2-256 multihash
+// (or an identity one) are accepted from the network: a HELLO naming any
+// other root is a violation, and a WANT naming any other CID is answered
+// DONT_HAVE, whatever the store holds under it.
+//
 // Leaf i is the i-th distinct leaf CID of the root's DAG in depth-first
 // order (Manifests, duplicates removed): both sides compute the same list
 // from the same DAG. A server that does not know the root answers HAVE_MAP
@@ -52,11 +59,21 @@
 //
 // # Limits and errors
 //
-//   - A remote may have at most 256 WANTs queued on one stream.
+//   - A remote may have at most 256 WANTs queued on one stream; a CANCEL
+//     frees its WANT's place at once.
+//   - What a server keeps for a remote is bounded whatever the remote
+//     does: its queued WANTs, one bit per leaf of the root for HAVEs not
+//     sent yet (a remote that does not read gets each leaf announced once,
+//     in index order, when it reads again), and one block being sent.
+//   - Message buffers, and blocks being sent, are reserved in the stream's
+//     libp2p resource scope (ServiceName; see ScaleLimits) at medium
+//     priority. A stream that finds no memory for 10 s is reset (not a
+//     violation).
 //   - A stream idle for 5 minutes is closed; a write may take 60 s.
 //   - A malformed message, a message in the wrong direction, too many
-//     queued WANTs, or a BLOCK that does not hash to the CID asked for is a
-//     protocol violation: the stream is reset with
+//     queued WANTs, a BLOCK or DONT_HAVE for a request ID never sent, or a
+//     BLOCK larger than MaxBlockSize or that does not hash to the CID
+//     asked for is a protocol violation: the stream is reset with
 //     network.StreamProtocolViolation, and a client drops that peer from
 //     the session for good.
 //   - Upload and download rate limits (WithMaxUpload, WithMaxDownload) are
@@ -67,8 +84,11 @@
 //
 // A session keeps every peer's window full: rarest leaf first across the
 // have-maps (random among equals), a window of rate × 2 s worth of
-// requests per peer (slow start from 4, at most 32), requests a peer sits
-// on for 3× their expected time given to others, and in the endgame (every
+// requests per peer (slow start from 4, at most 32, and at most 64
+// outstanding with those given up on), requests a peer sits on for 3×
+// their expected time given to others, those of a peer that answers
+// nothing for 1.5 s (or three leaves' time at its rate) given to others
+// at once and no more sent to it until it answers, and in the endgame (every
 // missing leaf requested) the last leaves asked of up to 3 peers when
 // their request is overdue (at its peer's rate, behind the requests ahead
 // of it) or slower than the new peer should be, the duplicates cancelled

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +64,9 @@ const (
 	streamIdleTimeout = 5 * time.Minute
 	// writeTimeout bounds a single write to a remote.
 	writeTimeout = 60 * time.Second
+	// maxHavesPerWrite is how many pending HAVEs the writer sends before it
+	// looks at the queue again.
+	maxHavesPerWrite = 1024
 )
 
 // Option configures a Service.
@@ -224,17 +226,21 @@ func (s *Service) announce(root, c cid.Cid) {
 	}
 }
 
+// maxSentCounts bounds the service-wide upload counts (at most this many
+// blocks, about 100 bytes each); past it they start over, which only
+// reorders queues for a while.
+const maxSentCounts = 1 << 16
+
 // serverStream is one remote's stream to us, for one root.
 type serverStream struct {
 	svc    *Service
 	s      network.Stream
 	remote peer.ID
 
-	mu     sync.Mutex
-	queue  []*Msg          // WANTs to serve, in order
-	queued map[uint64]*Msg // by request ID
-	haves  []uint64        // HAVE indexes to send
-	wake   chan struct{}   // writer wake-up
+	mu    sync.Mutex
+	wants wantQueue     // WANTs to serve
+	haves haveQueue     // HAVEs to send
+	wake  chan struct{} // writer wake-up
 
 	root cid.Cid // the root named in HELLO
 	// Super-seeding, guarded by svc.mu: the leaves shown to the remote
@@ -242,7 +248,9 @@ type serverStream struct {
 	shown   bitfield
 	stalled bool     // its unrequested leaves were shown to others
 	got     bitfield // leaves uploaded to the remote
-	// busyAt is when the writer last had a WANT to serve (Unix ns).
+	// busyAt is when the writer last began or finished sending a block
+	// (Unix ns): a remote that stopped reading, its writer stuck, is not
+	// being served, however many WANTs it queues.
 	busyAt atomic.Int64
 }
 
@@ -259,7 +267,7 @@ func (ss *serverStream) sendHaves(idx []uint64) {
 		return
 	}
 	ss.mu.Lock()
-	ss.haves = append(ss.haves, idx...)
+	ss.haves.add(idx)
 	ss.mu.Unlock()
 	ss.signal()
 }
@@ -290,12 +298,13 @@ func (s *Service) handle(st network.Stream) {
 
 	br := bufio.NewReader(st)
 	st.SetReadDeadline(time.Now().Add(30 * time.Second))
-	hello, err := ReadMsg(br, br)
-	if err != nil || hello.Type != MsgHello {
+	hello, err := readMsg(ctx, br, br, st.Scope())
+	if err != nil || hello.Type != MsgHello || !acceptableCID(hello.Root) {
 		violation(st)
 		return
 	}
-	ss := &serverStream{svc: s, s: st, remote: st.Conn().RemotePeer(), root: hello.Root, queued: map[uint64]*Msg{}, wake: make(chan struct{}, 1)}
+	hello.Release()
+	ss := &serverStream{svc: s, s: st, remote: st.Conn().RemotePeer(), root: hello.Root, wake: make(chan struct{}, 1)}
 	// Subscribe first, then read the have-map from the store: a leaf
 	// stored in between is announced as a HAVE, which the writer sends
 	// after the have-map, so no leaf goes unannounced.
@@ -373,39 +382,44 @@ func violation(st network.Stream) {
 func (ss *serverStream) readLoop(ctx context.Context, br *bufio.Reader) {
 	for {
 		ss.s.SetReadDeadline(time.Now().Add(streamIdleTimeout))
-		m, err := ReadMsg(br, br)
+		m, err := readMsg(ctx, br, br, ss.s.Scope())
 		if err != nil {
 			if !errors.Is(err, io.EOF) && errors.Is(err, ErrProtocol) {
 				violation(ss.s)
 			}
 			return
 		}
-		switch m.Type {
-		case MsgWant:
-			ss.mu.Lock()
-			if len(ss.queued) >= maxQueuedPerRemote {
-				ss.mu.Unlock()
-				violation(ss.s)
-				return
-			}
-			if _, dup := ss.queued[m.ID]; !dup {
-				ss.queued[m.ID] = m
-				ss.queue = append(ss.queue, m)
-			}
-			ss.mu.Unlock()
-			ss.wanted(m.CID)
-			ss.signal()
-		case MsgCancel:
-			ss.mu.Lock()
-			delete(ss.queued, m.ID) // the writer skips what is no longer queued
-			ss.mu.Unlock()
-		case MsgHello, MsgHaveMap, MsgHave, MsgBlock, MsgDontHave:
-			violation(ss.s) // not for a server to receive
+		m.Release() // what a server reads is small, and decoded now
+		if !ss.handleMsg(m) {
+			violation(ss.s)
 			return
-		default:
-			// unknown type: skipped
 		}
 	}
+}
+
+// handleMsg handles a message from the remote; it reports false for a
+// protocol violation.
+func (ss *serverStream) handleMsg(m *Msg) bool {
+	switch m.Type {
+	case MsgWant:
+		ss.mu.Lock()
+		ok := ss.wants.add(m)
+		ss.mu.Unlock()
+		if !ok {
+			return false // too many queued
+		}
+		ss.wanted(m.CID)
+		ss.signal()
+	case MsgCancel:
+		ss.mu.Lock()
+		ss.wants.cancel(m.ID)
+		ss.mu.Unlock()
+	case MsgHello, MsgHaveMap, MsgHave, MsgBlock, MsgDontHave:
+		return false // not for a server to receive
+	default:
+		// unknown type: skipped
+	}
+	return true
 }
 
 // writeLoop sends HAVEs and serves queued WANTs one block at a time.
@@ -414,10 +428,13 @@ func (ss *serverStream) readLoop(ctx context.Context, br *bufio.Reader) {
 // that asks for nothing for revealIdle is handled by idle.
 func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 	var scratch []byte
+	var haves []uint64
 	for {
 		ss.mu.Lock()
-		haves := ss.haves
-		ss.haves = nil
+		haves = ss.haves.take(haves[:0], maxHavesPerWrite)
+		if !ss.haves.empty() {
+			ss.signal() // the rest on the next turn
+		}
 		ss.mu.Unlock()
 		next := ss.next()
 		ss.s.SetWriteDeadline(time.Now().Add(writeTimeout))
@@ -445,27 +462,38 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 			}
 			continue
 		}
-		ss.busyAt.Store(time.Now().UnixNano())
 		ss.mu.Lock()
-		live := ss.queued[next.ID] == next
-		delete(ss.queued, next.ID)
+		live := ss.wants.take(next)
 		ss.mu.Unlock()
 		if !live {
 			continue // cancelled meanwhile
 		}
 		reply := &Msg{Type: MsgDontHave, ID: next.ID}
 		// While super-seeding, a leaf kept for another remote is refused.
-		if data, err := ss.block(ctx, next.CID); err == nil {
+		data, held, err := ss.block(ctx, next.CID)
+		switch {
+		case errors.Is(err, errNoMemory) || ctx.Err() != nil:
+			return
+		case err == nil:
 			if err := waitBytes(ctx, ss.svc.up, len(data)); err != nil {
+				ss.s.Scope().ReleaseMemory(held)
 				return
 			}
+			ss.busyAt.Store(time.Now().UnixNano())
 			reply = &Msg{Type: MsgBlock, ID: next.ID, Data: data}
 		}
-		if scratch, err = writeBlock(bw, reply, scratch); err != nil {
+		scratch, err = writeBlock(bw, reply, scratch)
+		if held > 0 {
+			ss.s.Scope().ReleaseMemory(held)
+		}
+		if err != nil {
 			return
 		}
+		if reply.Type == MsgBlock {
+			ss.busyAt.Store(time.Now().UnixNano())
+		}
 		ss.mu.Lock()
-		more := len(ss.queued) > 0
+		more := ss.wants.len() > 0
 		ss.mu.Unlock()
 		if !more && bw.Flush() != nil {
 			return
@@ -473,32 +501,53 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 	}
 }
 
-// block returns the block c to send to ss, counted as uploaded, or an
-// error if this node keeps it for another remote (see servesLocked) or does
-// not hold it. Counting comes first, under the lock that decides, so a
-// leaf cannot be given to another remote (stealLocked) while it is on its
-// way to this one; a block that then fails to read (a disk error) stays
+// block returns the block c to send to ss, counted as uploaded, and the
+// bytes reserved for it in the stream's scope (the caller releases them
+// once it is written), or an error: errRefused for a CID not accepted
+// from the network, errKept if this node keeps it for another remote (see
+// servesLocked), the store's error if it does not hold it, or one
+// wrapping errNoMemory if the stream's scope stays full. Counting for
+// super-seeding comes first, under the lock that decides, so a leaf
+// cannot be given to another remote (stealLocked) while it is on its way
+// to this one; a block that then fails to read (a disk error) stays
 // counted, which only orders queues.
-func (ss *serverStream) block(ctx context.Context, c cid.Cid) ([]byte, error) {
+func (ss *serverStream) block(ctx context.Context, c cid.Cid) ([]byte, int, error) {
+	if !acceptableCID(c) {
+		return nil, 0, errRefused
+	}
 	s := ss.svc
 	s.mu.Lock()
 	if !s.servesLocked(ss, c) {
 		s.mu.Unlock()
-		return nil, errKept
+		return nil, 0, errKept
 	}
-	out := s.uploadedLocked(ss, c)
+	out := s.sentLocked(ss, c)
 	s.mu.Unlock()
 	sendHaves(out)
-	data, err := ss.svc.bs.Get(ctx, c)
+	// The size is known only once read: reserve the most, keep what it is.
+	scope := ss.s.Scope()
+	if err := reserve(ctx, scope, MaxBlockSize); err != nil {
+		return nil, 0, err
+	}
+	data, err := s.bs.Get(ctx, c)
 	if err == nil && len(data) > MaxBlockSize {
 		err = errTooLarge
 	}
-	return data, err
+	if err != nil {
+		scope.ReleaseMemory(MaxBlockSize)
+		return nil, 0, err
+	}
+	scope.ReleaseMemory(MaxBlockSize - len(data))
+	s.mu.Lock()
+	s.countSentLocked(c)
+	s.mu.Unlock()
+	return data, len(data), nil
 }
 
 // Why a block is not sent.
 var (
 	errKept     = errors.New("kept for another remote")
+	errRefused  = errors.New("CID not accepted from the network")
 	errTooLarge = errors.New("block larger than the protocol allows")
 )
 
@@ -524,14 +573,7 @@ func waitBytes(ctx context.Context, lim *rate.Limiter, n int) error {
 // and svc.mu one after the other: svc.mu is taken before ss.mu elsewhere.)
 func (ss *serverStream) next() *Msg {
 	ss.mu.Lock()
-	live := ss.queue[:0]
-	for _, m := range ss.queue {
-		if ss.queued[m.ID] == m {
-			live = append(live, m)
-		}
-	}
-	ss.queue = live
-	live = slices.Clone(live)
+	live := ss.wants.list()
 	ss.mu.Unlock()
 	if len(live) == 0 {
 		return nil
@@ -558,14 +600,12 @@ func (ss *serverStream) next() *Msg {
 	return live[best]
 }
 
-// uploadedLocked counts an upload of c to ss; it may end super-seeding
-// (see sentLocked).
-func (s *Service) uploadedLocked(ss *serverStream, c cid.Cid) map[*serverStream][]uint64 {
-	if len(s.sent) > 1<<20 {
+// countSentLocked counts an upload of block c, which this node holds.
+func (s *Service) countSentLocked(c cid.Cid) {
+	if len(s.sent) >= maxSentCounts {
 		clear(s.sent) // a bound on memory; the counts only order a queue
 	}
 	s.sent[c]++
-	return s.sentLocked(ss, c)
 }
 
 // writeBlock writes a message, sending a block's bytes straight from

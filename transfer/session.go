@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,6 +30,17 @@ const (
 	rediscoverFew  = 2 * time.Second
 	rediscoverMany = 15 * time.Second
 	dialTimeout    = 10 * time.Second
+	// silentAfter is how long a peer may leave requests unanswered (no
+	// BLOCK, no DONT_HAVE at all) before they are asked of others, unless
+	// its measured rate says three leaves take longer: long past a round
+	// trip and a first block on any usable link, and short enough that a
+	// peer that accepts requests and never answers holds them under 3 s.
+	silentAfter = 1500 * time.Millisecond
+	// maxInflight bounds one peer's requests outstanding, those that timed
+	// out included: a peer that sits on requests is not sent more.
+	maxInflight = 2 * maxWindow
+	// maxKnown bounds the peers a session remembers to redial.
+	maxKnown = 1024
 )
 
 // PeerStats counts what a session received from one peer.
@@ -63,6 +75,7 @@ type Session struct {
 	li      *leafIndex   // set by Download
 	pk      *picker
 	dueAt   map[int]time.Time // when it should arrive, at its peer's rate
+	err     error             // why the session cannot go on (a failed Put), ends Download
 	changed chan struct{}
 }
 
@@ -112,6 +125,7 @@ type remote struct {
 	win      window
 	inflight map[uint64]*request
 	asked    map[int]uint64 // leaf index -> request ID
+	replied  time.Time      // when it last answered a request
 	gone     bool
 	closed   chan struct{} // closed when the remote is dropped
 }
@@ -126,6 +140,28 @@ type SessionOption func(*Session)
 // a download that owns its output hands itself to its session this way.
 func WithStore(bs BlockStore) SessionOption {
 	return func(ss *Session) { ss.bs = bs }
+}
+
+// silent reports whether r has left requests unanswered for silentAfter
+// (or three leaves' time at its measured rate) without answering any.
+func (r *remote) silent(now time.Time) bool {
+	if len(r.inflight) == 0 {
+		return false
+	}
+	var since time.Time // the oldest request, or the last answer if later
+	for _, req := range r.inflight {
+		if since.IsZero() || req.sent.Before(since) {
+			since = req.sent
+		}
+	}
+	if r.replied.After(since) {
+		since = r.replied
+	}
+	wait := silentAfter
+	if r.win.rate > 0 {
+		wait = max(wait, r.win.expect(3, typicalLeaf, 0))
+	}
+	return now.Sub(since) > wait
 }
 
 // NewSession starts a session for root; it finds peers through prov and
@@ -275,7 +311,7 @@ func (ss *Session) addCandidate(ai peer.AddrInfo) {
 		return
 	}
 	ss.dialing[ai.ID] = true
-	if len(ai.Addrs) > 0 || ss.known[ai.ID].ID == "" {
+	if _, ok := ss.known[ai.ID]; (ok && len(ai.Addrs) > 0) || (!ok && len(ss.known) < maxKnown) {
 		ss.known[ai.ID] = ai
 	}
 	ss.mu.Unlock()
@@ -309,6 +345,10 @@ func (ss *Session) open(ai peer.AddrInfo) error {
 	if err != nil {
 		return err
 	}
+	if err := st.Scope().SetService(ServiceName); err != nil {
+		st.Reset()
+		return fmt.Errorf("stream to %s: %w", ai.ID, err)
+	}
 	st.SetDeadline(time.Now().Add(dialTimeout))
 	bw := bufio.NewWriterSize(st, 16<<10)
 	if _, err := writeMsg(bw, &Msg{Type: MsgHello, Root: ss.root}, nil); err != nil || bw.Flush() != nil {
@@ -316,17 +356,23 @@ func (ss *Session) open(ai peer.AddrInfo) error {
 		return fmt.Errorf("greeting %s: %w", ai.ID, err)
 	}
 	br := bufio.NewReaderSize(st, 64<<10)
-	hm, err := ReadMsg(br, br)
+	hm, err := readMsg(ctx, br, br, st.Scope())
 	if err != nil || hm.Type != MsgHaveMap {
-		violation(st)
+		if err == nil || errors.Is(err, ErrProtocol) {
+			violation(st)
+		} else {
+			st.Reset()
+		}
 		return fmt.Errorf("reading %s's have-map: %w", ai.ID, err)
 	}
 	st.SetDeadline(time.Time{})
 	r := &remote{id: ai.ID, s: st, out: make(chan *Msg, 2*maxWindow+8), win: newWindow(minWindow, maxWindow),
 		inflight: map[uint64]*request{}, asked: map[int]uint64{}, closed: make(chan struct{})}
 	if hm.Count > 0 {
-		r.have, r.count = hm.Bits, hm.Count
+		// A copy of its own size: the message buffer is recycled.
+		r.have, r.count = bitfield(slices.Clone(hm.Bits)), hm.Count
 	}
+	hm.Release()
 	ss.mu.Lock()
 	if ss.life.Err() != nil || ss.remotes[ai.ID] != nil {
 		ss.mu.Unlock()
@@ -396,14 +442,19 @@ func (ss *Session) send(r *remote, m *Msg) {
 }
 
 // readLoop handles what a remote sends: HAVEs, BLOCKs and DONT_HAVEs.
+// Each message's buffer is reserved in the stream's resource scope until
+// it is released (a BLOCK's once it is stored).
 func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 	defer ss.wg.Done()
 	for {
 		r.s.SetReadDeadline(time.Now().Add(streamIdleTimeout))
-		m, err := ReadMsg(br, br)
+		m, err := readMsg(ss.life, br, br, r.s.Scope())
 		if err != nil {
 			ss.drop(r, errors.Is(err, ErrProtocol))
 			return
+		}
+		if m.Type != MsgBlock {
+			m.Release() // small, and decoded now
 		}
 		switch m.Type {
 		case MsgHave:
@@ -424,17 +475,29 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 			ss.mu.Unlock()
 			ss.signal()
 		case MsgBlock:
+			if !ss.replied(r, m.ID) {
+				m.Release()
+				ss.drop(r, true)
+				return
+			}
 			if err := waitBytes(ss.life, ss.svc.down, len(m.Data)); err != nil {
+				m.Release()
 				return
 			}
 			select {
 			case ss.puts <- arrival{r, m}:
 			case <-r.closed:
+				m.Release()
 				return
 			case <-ss.life.Done():
+				m.Release()
 				return
 			}
 		case MsgDontHave:
+			if !ss.replied(r, m.ID) {
+				ss.drop(r, true)
+				return
+			}
 			ss.mu.Lock()
 			req := r.inflight[m.ID]
 			if req != nil {
@@ -458,8 +521,22 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 	}
 }
 
+// replied notes that r answered request id; it reports false if no
+// request ever had that ID (a protocol violation: a reply to a request
+// that was cancelled is not).
+func (ss *Session) replied(r *remote, id uint64) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if id == 0 || id > ss.nextID {
+		return false
+	}
+	r.replied = time.Now()
+	return true
+}
+
 // block verifies and stores a BLOCK; a remote that sent a bad one is
 // dropped (and its stream reset). It reports whether the block was good.
+// A block the store fails to keep ends the session (see fail).
 func (ss *Session) block(r *remote, m *Msg) bool {
 	ss.mu.Lock()
 	req := r.inflight[m.ID]
@@ -468,8 +545,13 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 		return true
 	}
 	ss.mu.Unlock()
-	sum, err := req.c.Prefix().Sum(m.Data)
-	if err != nil || !bytes.Equal(sum.Hash(), req.c.Hash()) || len(m.Data) > MaxBlockSize {
+	// The size first: hashing what no CID of ours can name costs time.
+	ok := len(m.Data) <= MaxBlockSize
+	if ok {
+		sum, err := req.c.Prefix().Sum(m.Data)
+		ok = err == nil && bytes.Equal(sum.Hash(), req.c.Hash())
+	}
+	if !ok {
 		ss.mu.Lock()
 		ss.statsLocked(r.id).Bad = true
 		ss.mu.Unlock()
@@ -478,6 +560,9 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 		return false
 	}
 	putErr := ss.bs.Put(ss.life, req.c, m.Data)
+	if putErr != nil {
+		ss.fail(fmt.Errorf("storing block %s: %w", req.c, putErr))
+	}
 	now := time.Now()
 	ss.mu.Lock()
 	if _, ok := r.inflight[m.ID]; !ok {
@@ -511,15 +596,32 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 	}
 	if req.reply != nil {
 		if putErr != nil {
+			m.Release()
 			req.reply <- nil
 		} else {
-			req.reply <- m.Data // the caller's now: not released
+			m.unreserve()
+			req.reply <- m.Data // the caller's now: not recycled
 		}
 	} else {
 		m.Release()
 	}
 	ss.signal()
 	return true
+}
+
+// fail ends the session's downloads with err, unless the session is
+// closing (a Put cancelled by Close is no failure). The peer that sent
+// the block is not blamed.
+func (ss *Session) fail(err error) {
+	if ss.life.Err() != nil || errors.Is(err, context.Canceled) {
+		return
+	}
+	ss.mu.Lock()
+	if ss.err == nil {
+		ss.err = err
+	}
+	ss.mu.Unlock()
+	ss.signal()
 }
 
 // wastedLocked counts a block nobody waits for any more, releases ss.mu
@@ -659,6 +761,12 @@ func (ss *Session) Block(ctx context.Context, c cid.Cid) ([]byte, error) {
 			if data != nil {
 				return data, nil
 			}
+			ss.mu.Lock()
+			err := ss.err
+			ss.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
 		case <-time.After(blockAttempt):
 			ss.mu.Lock()
 			ss.finishLocked(req)
@@ -683,7 +791,9 @@ func (ss *Session) ctxErr(ctx context.Context) error {
 // Download fetches every leaf the store does not have yet, from all peers
 // at once, and returns nil once all are stored. leaves is the root's leaf
 // list in DAG order (duplicates are fetched once). Cancelling ctx stops it;
-// what was stored stays.
+// what was stored stays. A block the store fails to keep (other than by
+// cancellation: a full disk, say) ends it at once with an error wrapping
+// the store's, "storing block <cid>: ...".
 //
 // Each round it fills every peer's window with the rarest leaves that
 // peer has, moves requests that a slow peer sits on to others, and in the
@@ -716,6 +826,11 @@ func (ss *Session) Download(ctx context.Context, leaves []cid.Cid) error {
 	defer tick.Stop()
 	for {
 		ss.mu.Lock()
+		if ss.err != nil {
+			err := ss.err
+			ss.mu.Unlock()
+			return err
+		}
 		if pk.left == 0 {
 			ss.mu.Unlock()
 			return nil
@@ -738,11 +853,12 @@ func (ss *Session) Download(ctx context.Context, leaves []cid.Cid) error {
 // the requests to send.
 func (ss *Session) scheduleLocked(now time.Time) []*request {
 	for _, r := range ss.remotes {
+		silent := r.silent(now)
 		for _, req := range r.inflight {
 			if req.idx < 0 || req.timedOut {
 				continue
 			}
-			if now.Sub(req.sent) > r.win.timeout(typicalLeaf, requestFloor) {
+			if silent || now.Sub(req.sent) > r.win.timeout(typicalLeaf, requestFloor) {
 				// Let others take it; keep the request in case it arrives.
 				req.timedOut = true
 				ss.pk.released(req.idx)
@@ -752,6 +868,9 @@ func (ss *Session) scheduleLocked(now time.Time) []*request {
 	}
 	var out []*request
 	for _, r := range ss.remotes {
+		if r.silent(now) {
+			continue // not sent more until it answers
+		}
 		// In the endgame a leaf is asked of another peer too if it is
 		// overdue or this peer should deliver it sooner: a leaf stuck
 		// behind a slow or busy peer is rescued, one queued at a peer as
@@ -762,7 +881,7 @@ func (ss *Session) scheduleLocked(now time.Time) []*request {
 			due := ss.dueAt[i]
 			return mine || (now.Before(due) && !ownDue.Before(due))
 		}
-		for active(r) < r.win.size {
+		for active(r) < r.win.size && len(r.inflight) < maxInflight {
 			i, ok := ss.pk.pick(r.has, skip)
 			if !ok {
 				break

@@ -309,7 +309,7 @@ func (s *Service) leaveLocked(ss *serverStream) {
 	s.dropIndexLocked(ss.root)
 }
 
-// servedSince reports whether ss had a WANT to serve at or after t.
+// servedSince reports whether a block was on its way to ss at or after t.
 func (ss *serverStream) servedSince(t time.Time) bool {
 	return ss.busyAt.Load() >= t.UnixNano()
 }

@@ -30,7 +30,7 @@ func newFakeSeed(t *testing.T, n int) *fakeSeed {
 // join subscribes a remote and returns its stream and the leaves its
 // have-map shows (nil: everything).
 func (f *fakeSeed) join() (*serverStream, []int) {
-	ss := &serverStream{svc: f.svc, root: f.root, queued: map[uint64]*Msg{}, wake: make(chan struct{}, 1)}
+	ss := &serverStream{svc: f.svc, root: f.root, wake: make(chan struct{}, 1)}
 	f.svc.mu.Lock()
 	defer f.svc.mu.Unlock()
 	if f.svc.subs[f.root] == nil {
@@ -39,7 +39,7 @@ func (f *fakeSeed) join() (*serverStream, []int) {
 	f.svc.subs[f.root][ss] = struct{}{}
 	bits, out := f.svc.startRevealLocked(ss, f.root, len(f.leaves))
 	for o, idx := range out {
-		o.haves = append(o.haves, idx...)
+		o.haves.add(idx)
 	}
 	if bits == nil {
 		return ss, nil
@@ -65,7 +65,8 @@ func (ss *serverStream) serves(c cid.Cid) bool {
 // uploaded counts an upload of c to ss, as sending it would.
 func (ss *serverStream) uploaded(c cid.Cid) {
 	ss.svc.mu.Lock()
-	out := ss.svc.uploadedLocked(ss, c)
+	out := ss.svc.sentLocked(ss, c)
+	ss.svc.countSentLocked(c)
 	ss.svc.mu.Unlock()
 	sendHaves(out)
 }
@@ -75,10 +76,9 @@ func haves(ss *serverStream) []int {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	var out []int
-	for _, i := range ss.haves {
+	for _, i := range ss.haves.take(nil, maxLeaves) {
 		out = append(out, int(i))
 	}
-	ss.haves = nil
 	return out
 }
 
@@ -343,16 +343,14 @@ func TestSuperSeedFeeds(t *testing.T) {
 		return !slices.Contains(shownA, i) && !slices.Contains(shownB, i)
 	})
 	b.mu.Lock()
-	b.queued[1] = &Msg{Type: MsgWant, ID: 1, CID: f.leaves[pooled]} // older, never sent either
-	b.queued[2] = &Msg{Type: MsgWant, ID: 2, CID: f.leaves[kept]}
-	b.queue = []*Msg{b.queued[1], b.queued[2]}
+	b.wants.add(&Msg{Type: MsgWant, ID: 1, CID: f.leaves[pooled]}) // older, never sent either
+	b.wants.add(&Msg{Type: MsgWant, ID: 2, CID: f.leaves[kept]})
 	b.mu.Unlock()
 	if m := b.next(); m == nil || m.ID != 2 {
 		t.Fatalf("served %v first, want the WANT to be refused", m)
 	}
 	b.mu.Lock()
-	clear(b.queued)
-	b.queue = nil
+	b.wants = wantQueue{}
 	b.mu.Unlock()
 	b.feed()
 	fresh := haves(b)

@@ -198,30 +198,56 @@ func TestThreePartialSeeders(t *testing.T) {
 	}
 }
 
+// TestCorruptSeederDropped: a peer serving corrupt blocks is detected,
+// banned and never asked again, even when offered again or when it comes
+// back on its own; the download completes from the honest peer.
 func TestCorruptSeederDropped(t *testing.T) {
 	root, leaves, blocks := content(t, 40, 16<<10)
 	bad := newNode(t)
 	bad.seedWith(root, leaves, blocks, all)
 	bad.st.corrupt = true
-	good := newNode(t)
+	bad.st.logGets = true // each Get is a WANT served
+	// Slow enough (256 KiB/s: 2.5 s) that the bad peer is surely asked.
+	good := newNode(t, WithMaxUpload(256<<10))
 	good.seedWith(root, leaves, blocks, all)
 	d := newNode(t)
 	sess := download(t, d, root, leaves, listProviders{peertest.Info(bad.h), peertest.Info(good.h)})
 	checkAll(t, d, blocks)
 	stats := sess.Stats()
-	if stats[bad.h.ID()].Blocks != 0 {
-		t.Errorf("%d corrupt blocks were accepted", stats[bad.h.ID()].Blocks)
+	if !stats[bad.h.ID()].Bad || stats[bad.h.ID()].Blocks != 0 {
+		t.Fatalf("corrupt peer's stats %+v: want Bad and no block accepted", stats[bad.h.ID()])
 	}
-	// The bad peer is never asked again, even if offered again.
+	bad.st.mu.Lock()
+	served := len(bad.st.gets)
+	bad.st.mu.Unlock()
+	if served == 0 || served > minWindow {
+		t.Fatalf("the corrupt peer served %d WANTs, want its first window (1 to %d)", served, minWindow)
+	}
+	// Offered again, and back on its own as a downloader of the root: its
+	// stream to d makes d's server offer it to the session.
 	sess.addCandidate(peertest.Info(bad.h))
-	sess.mu.Lock()
-	banned, connected := sess.banned[bad.h.ID()], sess.remotes[bad.h.ID()] != nil
-	sess.mu.Unlock()
-	if stats[bad.h.ID()].Bad && (!banned || connected) {
-		t.Errorf("bad peer banned=%v connected=%v", banned, connected)
+	back := bad.svc.NewSession(root, listProviders{peertest.Info(d.h)})
+	defer back.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	back.start()
+	for back.Peers() == 0 { // d's server has answered it, so offered it
+		select {
+		case <-ctx.Done():
+			t.Fatal("the corrupt peer never got a stream to d")
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
-	if !stats[bad.h.ID()].Bad && stats[good.h.ID()].Blocks != 40 {
-		t.Errorf("neither dropped the bad peer nor got everything from the good one: %+v", stats)
+	sess.mu.Lock()
+	banned, connected, dialing := sess.banned[bad.h.ID()], sess.remotes[bad.h.ID()] != nil, sess.dialing[bad.h.ID()]
+	sess.mu.Unlock()
+	if !banned || connected || dialing {
+		t.Errorf("bad peer banned=%v connected=%v dialing=%v", banned, connected, dialing)
+	}
+	bad.st.mu.Lock()
+	defer bad.st.mu.Unlock()
+	if len(bad.st.gets) != served {
+		t.Errorf("the corrupt peer served %d WANTs after its ban", len(bad.st.gets)-served)
 	}
 }
 

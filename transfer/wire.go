@@ -3,13 +3,16 @@ package transfer
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
 )
 
 // MaxBlockSize is the largest block the protocol carries (2 MiB, the
@@ -78,7 +81,9 @@ type Msg struct {
 	Bits  []byte  // HAVE_MAP: bitfield, leaf i is bit i%8 of byte i/8
 	Data  []byte  // BLOCK
 
-	buf []byte // what ReadMsg read it into, if from the pool (see Release)
+	buf      []byte   // what ReadMsg read it into, if from the pool (see Release)
+	scope    memScope // where its buffer's memory is reserved, if anywhere
+	reserved int      // bytes reserved in scope
 }
 
 // pooledLen is the capacity of recycled message buffers: a block of the
@@ -88,13 +93,24 @@ const pooledLen = 1<<20 + 64
 
 var msgBufs sync.Pool // of *[]byte with cap pooledLen
 
-// Release returns m's buffer for reuse by ReadMsg. Nothing may use m.Data
-// (or m.Bits) afterwards.
+// Release returns m's buffer for reuse by ReadMsg and its memory
+// reservation to the stream's resource scope. Nothing may use m.Data (or
+// m.Bits) afterwards.
 func (m *Msg) Release() {
+	m.unreserve()
 	if m.buf != nil {
 		b := m.buf
 		m.buf, m.Data, m.Bits = nil, nil, nil
 		msgBufs.Put(&b)
+	}
+}
+
+// unreserve returns m's memory reservation, if any, without recycling its
+// buffer: for a block handed to a caller who keeps it.
+func (m *Msg) unreserve() {
+	if m.scope != nil {
+		m.scope.ReleaseMemory(m.reserved)
+		m.scope, m.reserved = nil, 0
 	}
 }
 
@@ -126,13 +142,39 @@ func (m *Msg) Encode(b []byte) []byte {
 }
 
 // ReadMsg reads one message from r. It checks the length against
-// MaxMessageLen before allocating. Messages of unknown type are read and
-// returned with only Type set, for the caller to skip. A malformed message
-// gives an error wrapping ErrProtocol; the end of the stream between
-// messages, io.EOF; a stream that breaks off mid-message (a peer that
-// vanished), an error that is not ErrProtocol. A block-sized message is
-// read into a recycled buffer: see Release.
+// MaxMessageLen, and against the longest message of its type, before
+// allocating. Messages of unknown type are skipped without being buffered
+// and returned with only Type set. A malformed message gives an error
+// wrapping ErrProtocol; the end of the stream between messages, io.EOF; a
+// stream that breaks off mid-message (a peer that vanished), an error that
+// is not ErrProtocol. A block-sized message is read into a recycled
+// buffer: see Release.
 func ReadMsg(r io.ByteReader, rd io.Reader) (*Msg, error) {
+	return readMsg(context.Background(), r, rd, nil)
+}
+
+// maxLen is the longest message of type t (type byte included) that can
+// decode, or 0 if t is unknown.
+func maxLen(t MsgType) uint64 {
+	switch t {
+	case MsgHello:
+		return 1 + maxCIDLen
+	case MsgWant:
+		return 1 + binary.MaxVarintLen64 + maxCIDLen
+	case MsgHave, MsgDontHave, MsgCancel:
+		return 1 + binary.MaxVarintLen64
+	case MsgHaveMap:
+		return 1 + binary.MaxVarintLen64 + (maxLeaves+7)/8
+	case MsgBlock:
+		return MaxMessageLen
+	}
+	return 0
+}
+
+// readMsg is ReadMsg that first reserves the message's buffer in scope
+// (if not nil; see reserve), to be returned by Release. It gives up with
+// an error wrapping errNoMemory if the scope stays full.
+func readMsg(ctx context.Context, r io.ByteReader, rd io.Reader, scope memScope) (*Msg, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
 		switch {
@@ -146,8 +188,33 @@ func ReadMsg(r io.ByteReader, rd io.Reader) (*Msg, error) {
 	if n == 0 || n > MaxMessageLen {
 		return nil, fmt.Errorf("%w: message length %d (max %d)", ErrProtocol, n, MaxMessageLen)
 	}
-	var buf []byte
+	tb, err := r.ReadByte()
+	if err != nil {
+		return nil, fmt.Errorf("reading a %d-byte message: %w", n, noEOF(err))
+	}
+	t := MsgType(tb)
+	lim := maxLen(t)
+	if lim == 0 {
+		// Unknown: skipped, and never buffered.
+		if _, err := io.CopyN(io.Discard, rd, int64(n-1)); err != nil {
+			return nil, fmt.Errorf("skipping a %d-byte message: %w", n, noEOF(err))
+		}
+		return &Msg{Type: t}, nil
+	}
+	if n > lim {
+		return nil, fmt.Errorf("%w: %s of %d bytes (max %d)", ErrProtocol, t, n, lim)
+	}
 	pooled := n > 64<<10 && n <= pooledLen
+	size := int(n)
+	if pooled {
+		size = pooledLen
+	}
+	if scope != nil {
+		if err := reserve(ctx, scope, size); err != nil {
+			return nil, err
+		}
+	}
+	var buf []byte
 	if pooled {
 		if b, ok := msgBufs.Get().(*[]byte); ok {
 			buf = (*b)[:n]
@@ -157,14 +224,80 @@ func ReadMsg(r io.ByteReader, rd io.Reader) (*Msg, error) {
 	} else {
 		buf = make([]byte, n)
 	}
-	if _, err := io.ReadFull(rd, buf); err != nil {
-		return nil, fmt.Errorf("reading a %d-byte message: %w", n, err)
+	buf[0] = tb
+	_, err = io.ReadFull(rd, buf[1:])
+	var m *Msg
+	if err != nil {
+		err = fmt.Errorf("reading a %d-byte message: %w", n, noEOF(err))
+	} else {
+		m, err = DecodeMsg(buf)
 	}
-	m, err := DecodeMsg(buf)
-	if err == nil && pooled {
+	if err != nil {
+		if scope != nil {
+			scope.ReleaseMemory(size)
+		}
+		return nil, err
+	}
+	if pooled {
 		m.buf = buf
 	}
-	return m, err
+	if scope != nil {
+		m.scope, m.reserved = scope, size
+	}
+	return m, nil
+}
+
+// noEOF turns an io.EOF inside a message into io.ErrUnexpectedEOF: only
+// an end between messages is a clean end.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// memScope is what message buffers are reserved in: a stream's
+// network.ResourceScope.
+type memScope interface {
+	ReserveMemory(size int, prio uint8) error
+	ReleaseMemory(size int)
+}
+
+// Message buffers (and blocks being uploaded) are reserved in the
+// stream's resource scope at medium priority, so a crowd of slow or
+// hostile streams holds no more memory than the resource manager grants
+// the protocol, each peer and the node. A reservation that fails is
+// retried every reserveRetry for up to reserveWait: what a stream waits
+// for is usually its own earlier blocks leaving the put pipeline, or an
+// upload to the same peer finishing. Then the stream is given up (reset,
+// not banned).
+const (
+	reserveRetry = 20 * time.Millisecond
+	reserveWait  = 10 * time.Second
+)
+
+// errNoMemory marks a reservation the resource manager refused.
+var errNoMemory = errors.New("no memory for the stream")
+
+// reserve reserves n bytes in scope, waiting as described above.
+func reserve(ctx context.Context, scope memScope, n int) error {
+	deadline := time.Now().Add(reserveWait)
+	for {
+		err := scope.ReserveMemory(n, network.ReservationPriorityMedium)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, network.ErrResourceScopeClosed) || time.Now().After(deadline) {
+			return fmt.Errorf("%w: reserving %d bytes: %v", errNoMemory, n, err)
+		}
+		t := time.NewTimer(reserveRetry)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		}
+	}
 }
 
 // errVarintOverflow is binary.ReadUvarint's (unexported) error for a
