@@ -141,7 +141,10 @@ func Verify(c cid.Cid, data []byte) error {
 }
 
 // Decode parses a raw or dag-pb/UnixFS block. It does not check the hash
-// (see Verify). It never panics and allocates in proportion to len(data).
+// (see Verify), but every link of a dag-pb node must pass CheckCID
+// (ErrWeakHash otherwise). dag-pb is decoded as strictly as
+// go-codec-dagpb does it. It never panics and allocates in proportion to
+// len(data) (at most ~20 MB for a block of MaxBlockSize).
 func Decode(c cid.Cid, data []byte) (*Node, error) {
 	if len(data) > MaxBlockSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(data), MaxBlockSize)
