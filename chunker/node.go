@@ -2,11 +2,14 @@ package chunker
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
+	"github.com/ipfs/boxo/verifcid"
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
+	mh "github.com/multiformats/go-multihash"
 )
 
 // Kind is the kind of a DAG node.
@@ -64,11 +67,72 @@ type Node struct {
 // ErrHashMismatch is returned by Verify when data does not hash to the CID.
 var ErrHashMismatch = errors.New("block does not match its CID")
 
-// Verify checks that data hashes to c, with c's own hash function.
+// ErrWeakHash is returned by CheckCID, Verify and Decode for a CID whose
+// multihash is not a full-length SHA2-256 digest (32 bytes) or an identity
+// multihash of at most MaxIdentityDigestSize bytes: a truncated or weak
+// hash would let a peer forge blocks. It wraps ErrMalformed, so
+// errors.Is(err, ErrMalformed) holds for it as well.
+var ErrWeakHash = fmt.Errorf("%w: weak or truncated hash", ErrMalformed)
+
+// MaxIdentityDigestSize bounds the data an identity CID may inline, in
+// bytes (boxo's verifcid default, as Kubo enforces).
+const MaxIdentityDigestSize = verifcid.DefaultMaxIdentityDigestSize
+
+// hashAllowlist is the verifcid allowlist of the hashes CheckCID accepts:
+// SHA2-256 at its full 32 bytes, and identity up to MaxIdentityDigestSize.
+type hashAllowlist struct{}
+
+func (hashAllowlist) IsAllowed(code uint64) bool {
+	return code == mh.SHA2_256 || code == mh.IDENTITY
+}
+
+func (hashAllowlist) MinDigestSize(code uint64) int {
+	if code == mh.IDENTITY {
+		return 0
+	}
+	return sha256.Size
+}
+
+func (hashAllowlist) MaxDigestSize(code uint64) int {
+	if code == mh.IDENTITY {
+		return MaxIdentityDigestSize
+	}
+	return sha256.Size
+}
+
+// CheckCID reports whether c is a CID this package can trust and decode:
+// codec raw (0x55) or dag-pb (0x70), and a multihash that is full-length
+// SHA2-256 or a short identity hash (see ErrWeakHash). It is meant for
+// every CID that arrives from elsewhere (a peer's WANT or HELLO, a link
+// inside a block) before it is looked up, fetched or trusted. The error
+// wraps ErrWeakHash for a refused hash and ErrMalformed for any refusal.
+func CheckCID(c cid.Cid) error {
+	if !c.Defined() {
+		return fmt.Errorf("%w: undefined CID", ErrMalformed)
+	}
+	p := c.Prefix()
+	switch multicodec.Code(p.Codec) {
+	case multicodec.Raw, multicodec.DagPb:
+	default:
+		return fmt.Errorf("%w: %s: unsupported codec %s", ErrMalformed, c, multicodec.Code(p.Codec))
+	}
+	if err := verifcid.ValidateCid(hashAllowlist{}, c); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrWeakHash, c, err)
+	}
+	return nil
+}
+
+// Verify checks that c passes CheckCID and that data hashes to c, with c's
+// own hash function. For an identity CID, data must equal the digest.
 func Verify(c cid.Cid, data []byte) error {
+	if err := CheckCID(c); err != nil {
+		return err
+	}
 	got, err := c.Prefix().Sum(data)
 	if err != nil {
-		return fmt.Errorf("hashing block for %s: %w", c, err)
+		// Only identity can fail here: data of another length than the
+		// digest.
+		return fmt.Errorf("%s: %w (%v)", c, ErrHashMismatch, err)
 	}
 	if !bytes.Equal(got.Hash(), c.Hash()) {
 		return fmt.Errorf("%s: %w", c, ErrHashMismatch)
@@ -77,7 +141,10 @@ func Verify(c cid.Cid, data []byte) error {
 }
 
 // Decode parses a raw or dag-pb/UnixFS block. It does not check the hash
-// (see Verify). It never panics and allocates in proportion to len(data).
+// (see Verify), but every link of a dag-pb node must pass CheckCID
+// (ErrWeakHash otherwise). dag-pb is decoded as strictly as
+// go-codec-dagpb does it. It never panics and allocates in proportion to
+// len(data) (at most ~20 MB for a block of MaxBlockSize).
 func Decode(c cid.Cid, data []byte) (*Node, error) {
 	if len(data) > MaxBlockSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(data), MaxBlockSize)

@@ -6,14 +6,20 @@ import (
 	"fmt"
 	"unicode/utf8"
 
-	"github.com/ipfs/go-cid"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	dagpb "github.com/ipld/go-codec-dagpb"
+	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// The dag-pb and UnixFS protobuf encodings, written by hand: the schemas
-// are tiny, and a hand-written decoder is easy to bound (every length is
-// checked against the bytes left before anything is allocated).
+// Decoding goes through the libraries Kubo itself uses: go-codec-dagpb for
+// the dag-pb envelope (strict: each field at most once and contiguous,
+// PBLink fields in order, no unknown fields) and boxo's UnixFS protobuf for
+// the Data message inside it. Encoding stays hand-written (the schemas are
+// tiny and the output is canonical dag-pb); FuzzDecode checks it against
+// go-codec-dagpb.
 
-// UnixFS Data.Type values.
+// UnixFS Data.Type values (boxo's unixfs/pb Data_DataType).
 const (
 	pbRaw       = 0
 	pbDirectory = 1
@@ -86,149 +92,99 @@ func encodeSymlinkData(target string) []byte {
 	return appendBytesField(b, 2, []byte(target))
 }
 
-// pbReader reads protobuf fields from a byte slice.
-type pbReader struct{ b []byte }
-
-func (r *pbReader) varint() (uint64, error) {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		return 0, fmt.Errorf("%w: bad varint", ErrMalformed)
-	}
-	r.b = r.b[n:]
-	return v, nil
-}
-
-// field returns the next field number and wire type.
-func (r *pbReader) field() (int, int, error) {
-	t, err := r.varint()
-	if err != nil {
-		return 0, 0, err
-	}
-	if t>>3 == 0 || t>>3 > 1<<29 {
-		return 0, 0, fmt.Errorf("%w: bad field number", ErrMalformed)
-	}
-	return int(t >> 3), int(t & 7), nil
-}
-
-func (r *pbReader) bytes() ([]byte, error) {
-	n, err := r.varint()
-	if err != nil {
-		return nil, err
-	}
-	if n > uint64(len(r.b)) {
-		return nil, fmt.Errorf("%w: length %d past the end", ErrMalformed, n)
-	}
-	v := r.b[:n]
-	r.b = r.b[n:]
-	return v, nil
-}
-
-// skip skips a field of the given wire type.
-func (r *pbReader) skip(wire int) error {
-	switch wire {
-	case 0:
-		_, err := r.varint()
-		return err
-	case 1:
-		if len(r.b) < 8 {
-			return fmt.Errorf("%w: short fixed64", ErrMalformed)
+// countField counts the values of field num in the protobuf message b
+// without allocating: one per occurrence or, if varints is set, one per
+// varint occurrence and one per varint inside a packed occurrence. The
+// library decoders that run after it would otherwise build a node or
+// append a value for each of up to len(b)/2 tiny repeated fields before a
+// count could be checked. It stops at the first field it cannot read; the
+// decoder then reports that one.
+func countField(b []byte, num protowire.Number, varints bool) int {
+	n := 0
+	for len(b) > 0 {
+		f, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			break
 		}
-		r.b = r.b[8:]
-	case 2:
-		_, err := r.bytes()
-		return err
-	case 5:
-		if len(r.b) < 4 {
-			return fmt.Errorf("%w: short fixed32", ErrMalformed)
+		b = b[l:]
+		if f == num && varints && typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(b)
+			if l < 0 {
+				break
+			}
+			for _, c := range v {
+				if c < 0x80 { // the last byte of a varint
+					n++
+				}
+			}
+			b = b[l:]
+			continue
 		}
-		r.b = r.b[4:]
-	default:
-		return fmt.Errorf("%w: wire type %d", ErrMalformed, wire)
+		l = protowire.ConsumeFieldValue(f, typ, b)
+		if l < 0 {
+			break
+		}
+		b = b[l:]
+		if f == num && (!varints || typ == protowire.VarintType) {
+			n++
+		}
 	}
-	return nil
+	return n
 }
 
-// decodePB parses a dag-pb node into its links and data (nil if absent).
+// decodePB parses a dag-pb node with go-codec-dagpb into its links and
+// data (nil if absent). Every link must carry a CID that CheckCID accepts
+// and a UTF-8 name.
 func decodePB(block []byte) (links []Link, data []byte, err error) {
-	r := pbReader{block}
-	for len(r.b) > 0 {
-		f, w, err := r.field()
-		if err != nil {
-			return nil, nil, err
+	if countField(block, 2, false) > maxNodeLinks {
+		return nil, nil, fmt.Errorf("%w: too many links", ErrMalformed)
+	}
+	nb := dagpb.Type.PBNode.NewBuilder()
+	if err := dagpb.DecodeBytes(nb, block); err != nil {
+		return nil, nil, fmt.Errorf("%w: dag-pb: %v", ErrMalformed, err)
+	}
+	pn, ok := nb.Build().(dagpb.PBNode)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: dag-pb: unexpected node type", ErrMalformed)
+	}
+	pl := pn.FieldLinks()
+	if pl.Length() > 0 {
+		links = make([]Link, 0, pl.Length())
+	}
+	for it := pl.Iterator(); !it.Done(); {
+		_, l := it.Next()
+		cl, ok := l.FieldHash().Link().(cidlink.Link)
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: dag-pb: link is not a CID", ErrMalformed)
 		}
-		switch {
-		case f == 1 && w == 2:
-			if data, err = r.bytes(); err != nil {
-				return nil, nil, err
+		if err := CheckCID(cl.Cid); err != nil {
+			return nil, nil, fmt.Errorf("link %d: %w", len(links), err)
+		}
+		lk := Link{CID: cl.Cid}
+		if name := l.FieldName(); name.Exists() {
+			lk.Name = name.Must().String()
+			if !utf8.ValidString(lk.Name) {
+				return nil, nil, fmt.Errorf("%w: link name is not UTF-8", ErrMalformed)
 			}
-			if data == nil {
-				data = []byte{}
-			}
-		case f == 2 && w == 2:
-			lb, err := r.bytes()
-			if err != nil {
-				return nil, nil, err
-			}
-			if len(links) >= maxNodeLinks {
-				return nil, nil, fmt.Errorf("%w: too many links", ErrMalformed)
-			}
-			l, err := decodeLink(lb)
-			if err != nil {
-				return nil, nil, err
-			}
-			links = append(links, l)
-		default:
-			return nil, nil, fmt.Errorf("%w: unexpected dag-pb field %d", ErrMalformed, f)
+		}
+		if ts := l.FieldTsize(); ts.Exists() {
+			// go-codec-dagpb keeps the uint64 varint in an int64.
+			lk.Size = uint64(ts.Must().Int())
+		}
+		links = append(links, lk)
+	}
+	if d := pn.FieldData(); d.Exists() {
+		data = d.Must().Bytes()
+		if data == nil {
+			data = []byte{}
 		}
 	}
 	return links, data, nil
 }
 
-func decodeLink(b []byte) (Link, error) {
-	r := pbReader{b}
-	var l Link
-	var haveHash bool
-	for len(r.b) > 0 {
-		f, w, err := r.field()
-		if err != nil {
-			return l, err
-		}
-		switch {
-		case f == 1 && w == 2:
-			h, err := r.bytes()
-			if err != nil {
-				return l, err
-			}
-			if l.CID, err = cid.Cast(h); err != nil {
-				return l, fmt.Errorf("%w: link hash: %v", ErrMalformed, err)
-			}
-			haveHash = true
-		case f == 2 && w == 2:
-			n, err := r.bytes()
-			if err != nil {
-				return l, err
-			}
-			if !utf8.Valid(n) {
-				return l, fmt.Errorf("%w: link name is not UTF-8", ErrMalformed)
-			}
-			l.Name = string(n)
-		case f == 3 && w == 0:
-			if l.Size, err = r.varint(); err != nil {
-				return l, err
-			}
-		default:
-			return l, fmt.Errorf("%w: unexpected link field %d", ErrMalformed, f)
-		}
-	}
-	if !haveHash {
-		return l, fmt.Errorf("%w: link without hash", ErrMalformed)
-	}
-	return l, nil
-}
-
 // unixfsData is the decoded UnixFS Data message.
 type unixfsData struct {
-	typ        uint64
+	typ        int
 	data       []byte
 	fileSize   uint64
 	blockSizes []uint64
@@ -236,75 +192,27 @@ type unixfsData struct {
 	hashType   uint64
 }
 
+// decodeUnixFS parses the UnixFS Data message of a node with maxBlockSizes
+// links, with boxo's protobuf (Type is required; mode, mtime and unknown
+// fields are ignored).
 func decodeUnixFS(b []byte, maxBlockSizes int) (unixfsData, error) {
-	r := pbReader{b}
-	var u unixfsData
-	haveType := false
-	addSize := func(v uint64) error {
-		if len(u.blockSizes) >= maxBlockSizes {
-			return fmt.Errorf("%w: more blocksizes than links", ErrMalformed)
-		}
-		u.blockSizes = append(u.blockSizes, v)
-		return nil
+	if countField(b, 4, true) > maxBlockSizes {
+		return unixfsData{}, fmt.Errorf("%w: more blocksizes than links", ErrMalformed)
 	}
-	for len(r.b) > 0 {
-		f, w, err := r.field()
-		if err != nil {
-			return u, err
-		}
-		switch {
-		case f == 1 && w == 0:
-			if u.typ, err = r.varint(); err != nil {
-				return u, err
-			}
-			haveType = true
-		case f == 2 && w == 2:
-			if u.data, err = r.bytes(); err != nil {
-				return u, err
-			}
-		case f == 3 && w == 0:
-			if u.fileSize, err = r.varint(); err != nil {
-				return u, err
-			}
-		case f == 4 && w == 0:
-			v, err := r.varint()
-			if err != nil {
-				return u, err
-			}
-			if err := addSize(v); err != nil {
-				return u, err
-			}
-		case f == 4 && w == 2: // packed
-			p, err := r.bytes()
-			if err != nil {
-				return u, err
-			}
-			pr := pbReader{p}
-			for len(pr.b) > 0 {
-				v, err := pr.varint()
-				if err != nil {
-					return u, err
-				}
-				if err := addSize(v); err != nil {
-					return u, err
-				}
-			}
-		case f == 5 && w == 0:
-			if u.hashType, err = r.varint(); err != nil {
-				return u, err
-			}
-		case f == 6 && w == 0:
-			if u.fanout, err = r.varint(); err != nil {
-				return u, err
-			}
-		default: // mode, mtime and future fields carry nothing we use
-			if err := r.skip(w); err != nil {
-				return u, err
-			}
-		}
+	pd, err := unixfs.FromBytes(b)
+	if err != nil {
+		return unixfsData{}, fmt.Errorf("%w: UnixFS data: %v", ErrMalformed, err)
 	}
-	if !haveType {
-		return u, fmt.Errorf("%w: UnixFS data without type", ErrMalformed)
+	u := unixfsData{
+		typ:        int(pd.GetType()),
+		data:       pd.GetData(),
+		fileSize:   pd.GetFilesize(),
+		blockSizes: pd.GetBlocksizes(),
+		fanout:     pd.GetFanout(),
+		hashType:   pd.GetHashType(),
+	}
+	if len(u.blockSizes) > maxBlockSizes {
+		return u, fmt.Errorf("%w: more blocksizes than links", ErrMalformed)
 	}
 	return u, nil
 }
