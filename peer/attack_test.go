@@ -359,3 +359,48 @@ func TestResumeReverifiesDamagedPartial(t *testing.T) {
 	f.Close()
 	resumeAndCheck(t, context.Background(), b, root, out, data)
 }
+
+func TestAttackWeakHashes(t *testing.T) {
+	body := []byte("bytes a peer could swap for others with the same short hash")
+	cases := map[string]func(k *craft) cid.Cid{
+		"leaf under sha2-256 cut to 4 bytes": func(k *craft) cid.Cid {
+			c := transfertest.Sum(cid.Raw, mh.SHA2_256, 4, body)
+			k.st.Set(c, body)
+			return k.dir(link{name: "f", c: k.file(link{c: c, size: uint64(len(body))}), size: 100})
+		},
+		"leaf under md5": func(k *craft) cid.Cid {
+			c := transfertest.Sum(cid.Raw, mh.MD5, -1, body)
+			k.st.Set(c, body)
+			return k.dir(link{name: "f", c: c, size: uint64(len(body))})
+		},
+		"file node under sha2-256 cut to 4 bytes": func(k *craft) cid.Cid {
+			good := k.file(link{c: k.leaf(body), size: uint64(len(body))})
+			data, _ := k.st.Get(context.Background(), good)
+			c := transfertest.Sum(cid.DagProtobuf, mh.SHA2_256, 4, data)
+			k.st.Set(c, data)
+			return k.dir(link{name: "f", c: c, size: 100})
+		},
+		"root under sha2-256 cut to 4 bytes": func(k *craft) cid.Cid {
+			good := k.dir(link{name: "f", c: k.leaf(body), size: uint64(len(body))})
+			data, _ := k.st.Get(context.Background(), good)
+			c := transfertest.Sum(cid.DagProtobuf, mh.SHA2_256, 4, data)
+			k.st.Set(c, data)
+			return c
+		},
+	}
+	for name, build := range cases {
+		t.Run(name, func(t *testing.T) {
+			k := newCraft(t)
+			root := build(k)
+			d := k.serve(root)
+			outDir := t.TempDir()
+			_, err := hostileGet(t, d, root, filepath.Join(outDir, "out"))
+			if !errors.Is(err, chunker.ErrWeakHash) {
+				t.Fatalf("get err = %v, want the weak hash refused", err)
+			}
+			if got := entries(t, outDir); len(got) != 0 {
+				t.Errorf("the refused download left %v", got)
+			}
+		})
+	}
+}

@@ -70,6 +70,9 @@ type GetResult struct {
 // interrupted Get resumes where it stopped.
 func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResult, error) {
 	start := time.Now()
+	if err := chunker.CheckCID(root); err != nil {
+		return GetResult{}, err
+	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultGetTimeout
 	}

@@ -19,6 +19,8 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/p2pshare/p2pshare/transfer"
 )
 
 // Connection manager watermarks: keep up to 600 connections, trim to 400.
@@ -44,6 +46,7 @@ const (
 func newHost(key crypto.PrivKey, listen []ma.Multiaddr, psk pnet.PSK, bw metrics.Reporter) (host.Host, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
+	transfer.ScaleLimits(&limits) // room for bulk transfer under the stream reservations
 	scaled := limits.AutoScale()
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(scaled))
 	if err != nil {

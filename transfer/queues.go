@@ -4,7 +4,8 @@ import (
 	"slices"
 
 	"github.com/ipfs/go-cid"
-	mh "github.com/multiformats/go-multihash"
+
+	"github.com/p2pshare/p2pshare/chunker"
 )
 
 // What a server keeps for a remote is bounded by constants and by the
@@ -114,25 +115,7 @@ func (q *haveQueue) empty() bool {
 }
 
 // acceptableCID reports whether a CID from the network may be looked up
-// or served: codec raw or dag-pb (the only blocks a UnixFS DAG holds),
-// and a full-length sha2-256 multihash or an identity one of at most
-// maxCIDLen bytes. Anything else (md5, a truncated sha2-256, an absurd
-// codec) is refused before it reaches the store.
-//
-// TODO(merge): use chunker.CheckCID for the multihash.
-func acceptableCID(c cid.Cid) bool {
-	if !c.Defined() {
-		return false
-	}
-	p := c.Prefix()
-	if p.Codec != cid.Raw && p.Codec != cid.DagProtobuf {
-		return false
-	}
-	switch p.MhType {
-	case mh.SHA2_256:
-		return p.MhLength == 32
-	case mh.IDENTITY:
-		return p.MhLength <= maxCIDLen
-	}
-	return false
-}
+// or served: codec raw or dag-pb, and a full-length sha2-256 or a short
+// identity multihash (chunker.CheckCID). Anything else (md5, a truncated
+// sha2-256, an absurd codec) is refused before it reaches the store.
+func acceptableCID(c cid.Cid) bool { return chunker.CheckCID(c) == nil }

@@ -48,9 +48,10 @@ type Providers interface {
 	FindProviders(ctx context.Context, c cid.Cid) <-chan peer.AddrInfo
 }
 
-// Manifests gives the leaf CIDs of a root in DAG order (duplicates
-// possible) if this node holds the root's structure; have-map indexes are
-// positions in that list with duplicates removed (first appearance).
+// Manifests gives the distinct leaf CIDs of a root in order of first
+// appearance in the DAG (chunker.Leaves) if this node holds the root's
+// structure; have-map indexes are positions in that list. (Duplicates, if
+// an implementation returns them, are dropped: first appearance counts.)
 type Manifests interface {
 	Leaves(ctx context.Context, root cid.Cid) ([]cid.Cid, error)
 }

@@ -2,7 +2,6 @@ package transfer
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/p2pshare/p2pshare/chunker"
 )
 
 // Session tuning.
@@ -546,12 +547,7 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 	}
 	ss.mu.Unlock()
 	// The size first: hashing what no CID of ours can name costs time.
-	ok := len(m.Data) <= MaxBlockSize
-	if ok {
-		sum, err := req.c.Prefix().Sum(m.Data)
-		ok = err == nil && bytes.Equal(sum.Hash(), req.c.Hash())
-	}
-	if !ok {
+	if len(m.Data) > MaxBlockSize || chunker.Verify(req.c, m.Data) != nil {
 		ss.mu.Lock()
 		ss.statsLocked(r.id).Bad = true
 		ss.mu.Unlock()

@@ -13,11 +13,13 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/p2pshare/p2pshare/chunker"
 )
 
 // MaxBlockSize is the largest block the protocol carries (2 MiB, the
 // bitswap limit and chunker.MaxBlockSize).
-const MaxBlockSize = 2 << 20
+const MaxBlockSize = chunker.MaxBlockSize
 
 // MaxMessageLen bounds a message's length (type byte and body): a block
 // plus a small header.

@@ -13,6 +13,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/urfave/cli/v2"
 
+	"github.com/p2pshare/p2pshare/chunker"
 	"github.com/p2pshare/p2pshare/peer"
 )
 
@@ -52,6 +53,9 @@ func parseCID(c *cli.Context) (cid.Cid, error) {
 	}
 	s := c.Args().First()
 	id, err := cid.Decode(s)
+	if err == nil {
+		err = chunker.CheckCID(id)
+	}
 	if err != nil {
 		return cid.Undef, usagef("malformed CID %q: %v", s, err)
 	}

@@ -8,12 +8,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -50,7 +48,8 @@ func TestFloodedSeed(t *testing.T) {
 	src := filepath.Join(dir, "src.bin")
 	data := writeRandom(t, src, 64<<20)
 	repoA, repoC := filepath.Join(dir, "a"), filepath.Join(dir, "c")
-	pid, addr := startSeed(t, repoA)
+	seed, addr := startSeed(t, repoA)
+	pid := seed.cmd.Process.Pid
 	r := run(t, "--repo", repoA, "-q", "add", src)
 	if r.code != 0 {
 		t.Fatalf("add through the seed: %+v", r)
@@ -194,57 +193,4 @@ func rss(t *testing.T, pid int, field string) int64 {
 	}
 	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
-}
-
-// startSeed starts `p2pshare seed` on repo as seed does, and returns its
-// process ID and first listen address.
-func startSeed(t *testing.T, repo string) (int, string) {
-	t.Helper()
-	cmd := exec.Command(bin, "--repo", repo, "seed", "--listen", "/ip4/127.0.0.1/tcp/0")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("seed did not shut down cleanly on SIGTERM: %v\n%s", err, errb.String())
-			}
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			t.Errorf("seed still running 15 s after SIGTERM")
-		}
-	})
-	sc := bufio.NewScanner(out)
-	if !sc.Scan() {
-		t.Fatalf("seed printed nothing: %s", errb.String())
-	}
-	addr, ok := strings.CutPrefix(sc.Text(), "listening ")
-	if !ok || !strings.Contains(addr, "/p2p/") {
-		t.Fatalf("seed printed %q, want listening <multiaddr>/p2p/<ID>", sc.Text())
-	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(repo, "api.sock")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("seed's API socket never appeared")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return cmd.Process.Pid, addr
 }

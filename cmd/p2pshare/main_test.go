@@ -99,6 +99,7 @@ func TestBadInput(t *testing.T) {
 		{"bad chunker", []string{"add", "--chunker", "rabin-9", sock}, 2, "chunker"},
 		{"malformed CID to rm", []string{"rm", "not-a-cid"}, 2, "malformed CID"},
 		{"malformed CID to get", []string{"get", "bafyXX"}, 2, "malformed CID"},
+		{"truncated hash in CID to get", []string{"get", "bafkrebbnoelee"}, 2, "weak or truncated hash"},
 		{"bad bootstrap", []string{"get", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku", "--bootstrap", "/ip4/1.2.3/tcp/1"}, 2, "bootstrap"},
 		{"bootstrap without peer ID", []string{"get", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku", "--bootstrap", "/ip4/127.0.0.1/tcp/1"}, 2, "/p2p/"},
 		{"bad rate", []string{"seed", "--max-upload", "fast"}, 2, "rate"},
