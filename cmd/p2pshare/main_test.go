@@ -122,15 +122,21 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-func TestUnreadableFile(t *testing.T) {
-	// A folder of its own that another user may enter (t.TempDir's parents
-	// are private).
-	dir, err := os.MkdirTemp("", "p2pshare-perm")
+// openTempDir makes a folder of its own that another user may enter
+// (t.TempDir's parents are private), removed when the test ends.
+func openTempDir(t *testing.T, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o777)
+	return dir
+}
+
+func TestUnreadableFile(t *testing.T) {
+	dir := openTempDir(t, "p2pshare-perm")
 	path := filepath.Join(dir, "secret")
 	writeRandom(t, path, 1000)
 	os.Chmod(path, 0o000)

@@ -126,14 +126,7 @@ func TestSwarmKeyProcess(t *testing.T) {
 // TestAPIPerm: a seed's API socket is 0600 in a repo folder of 0700 (an
 // existing 0755 one is tightened), and another user cannot command it.
 func TestAPIPerm(t *testing.T) {
-	// A folder of its own that another user may enter (t.TempDir's parents
-	// are private).
-	dir, err := os.MkdirTemp("", "p2pshare-api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o777)
+	dir := openTempDir(t, "p2pshare-api")
 	repo := filepath.Join(dir, "repo")
 	if r := run(t, "--repo", repo, "init"); r.code != 0 {
 		t.Fatal(r)
