@@ -7,6 +7,11 @@
 // adapts the repo to transfer.BlockStore and transfer.Manifests and the DHT
 // to transfer.Providers.
 //
+// A get is one download (download.go): it owns its output folder through
+// os.Root, checks the whole DAG and its claimed size before writing,
+// writes each distinct leaf once, keeps a resume record that a kill cannot
+// tear, and is its transfer session's BlockStore.
+//
 // It makes no scheduling decisions (package transfer does) and prints
 // nothing (package main does); it returns errors and logs service events
 // with log/slog.
