@@ -155,6 +155,10 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 	return n, nil
 }
 
+// ErrNoBootstrap is wrapped by Start's error when bootstrap peers were
+// given and none of them could be reached.
+var ErrNoBootstrap = dht.ErrNoBootstrap
+
 // ParseBootstrap parses multiaddrs that end in /p2p/<peer ID>.
 func ParseBootstrap(addrs []string) ([]libp2ppeer.AddrInfo, error) {
 	var out []libp2ppeer.AddrInfo
