@@ -84,7 +84,12 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 		}
 		defer r.Close()
 		nopts := opts.NodeOptions
-		nopts.Bootstrap = append(append([]libp2ppeer.AddrInfo{}, nopts.Bootstrap...), opts.Peers...)
+		nopts.Bootstrap = append([]libp2ppeer.AddrInfo{}, nopts.Bootstrap...)
+		for _, ai := range opts.Peers {
+			if ai.ID != r.ID { // a ticket of this repo's own node
+				nopts.Bootstrap = append(nopts.Bootstrap, ai)
+			}
+		}
 		node, err = startNode(ctx, r, nopts)
 		if errors.Is(err, peer.ErrNoBootstrap) && len(opts.Peers) > 0 {
 			return fmt.Errorf("%w (does the node that made the ticket still run, and can this machine reach it?)", err)
