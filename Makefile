@@ -33,7 +33,7 @@ bench:
 # Run each fuzz target for FUZZTIME (the seed corpora run in `make test`).
 FUZZTIME ?= 30s
 fuzz:
-	@for pkg in ./chunker ./transfer; do \
+	@for pkg in ./chunker ./transfer ./peer; do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep ^Fuzz); do \
 	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \

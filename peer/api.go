@@ -43,7 +43,7 @@ func IsUsage(err error) bool {
 		return ae.Usage
 	}
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, chunker.ErrUnsupportedFile) || errors.Is(err, ErrBadOptions) ||
-		errors.Is(err, ErrBadSwarmKey) || errors.Is(err, ErrNoTCPListen)
+		errors.Is(err, ErrBadSwarmKey) || errors.Is(err, ErrNoTCPListen) || errors.Is(err, ErrBadTicket)
 }
 
 type apiEvent struct {
@@ -67,6 +67,14 @@ type getRequest struct {
 
 type rmRequest struct {
 	CID string `json:"cid"`
+}
+
+type ticketRequest struct {
+	CID string `json:"cid"`
+}
+
+type ticketReply struct {
+	Ticket string `json:"ticket"`
 }
 
 // ServeAPI serves the local API for n on the repo's socket until ctx ends.
@@ -97,6 +105,7 @@ func (n *Node) ServeAPI(ctx context.Context) error {
 	mux.HandleFunc("POST /v1/add", n.apiAdd)
 	mux.HandleFunc("POST /v1/get", n.apiGet)
 	mux.HandleFunc("POST /v1/rm", n.apiRm)
+	mux.HandleFunc("POST /v1/ticket", n.apiTicket)
 	mux.HandleFunc("GET /v1/ls", func(w http.ResponseWriter, r *http.Request) {
 		res, err := n.Repo.List(r.Context())
 		reply(w, res, err)
@@ -210,6 +219,21 @@ func (n *Node) apiRm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, struct{}{}, n.Remove(r.Context(), c))
+}
+
+func (n *Node) apiTicket(w http.ResponseWriter, r *http.Request) {
+	var req ticketRequest
+	c, ok := decodeCIDRequest(w, r, &req, func() string { return req.CID })
+	if !ok {
+		return
+	}
+	t, err := n.Ticket(r.Context(), c)
+	if err != nil {
+		reply(w, nil, err)
+		return
+	}
+	s, err := t.Encode()
+	reply(w, ticketReply{Ticket: s}, err)
 }
 
 // Client talks to a running seed node over its local API.
@@ -329,6 +353,19 @@ func (c *Client) List(ctx context.Context) ([]RootInfo, error) {
 // Remove asks the seed to stop sharing root.
 func (c *Client) Remove(ctx context.Context, root cid.Cid) error {
 	return c.call(ctx, "POST", "/v1/rm", rmRequest{CID: root.String()}, nil, nil)
+}
+
+// Ticket asks the seed for a ticket for root that names the seed.
+func (c *Client) Ticket(ctx context.Context, root cid.Cid) (Ticket, error) {
+	var res ticketReply
+	if err := c.call(ctx, "POST", "/v1/ticket", ticketRequest{CID: root.String()}, &res, nil); err != nil {
+		return Ticket{}, err
+	}
+	t, err := ParseTicket(res.Ticket)
+	if err != nil {
+		return Ticket{}, fmt.Errorf("the seed node sent a bad ticket: %v", err)
+	}
+	return t, nil
 }
 
 // Status asks the seed for its status.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/p2pshare/p2pshare/chunker"
 	"github.com/p2pshare/p2pshare/transfer"
@@ -45,6 +46,9 @@ type GetOptions struct {
 	Progress func(GetProgress) `json:"-"`
 	// Interval between Progress calls; 0 means 250 ms.
 	Interval time.Duration
+	// Peers are peers known to hold root (a ticket's): the download dials
+	// them first, then the providers the DHT finds.
+	Peers []libp2ppeer.AddrInfo `json:"peers,omitempty"`
 }
 
 // GetProgress is a snapshot of a download.
@@ -135,7 +139,11 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		return GetResult{}, err
 	}
 	defer d.Close()
-	sess := n.Transfer.NewSession(root, n.DHT, transfer.WithStore(d))
+	var prov transfer.Providers = n.DHT
+	if len(opts.Peers) > 0 {
+		prov = hinted{peers: opts.Peers, next: n.DHT}
+	}
+	sess := n.Transfer.NewSession(root, prov, transfer.WithStore(d))
 	defer sess.Close()
 	get := func(ctx context.Context, c cid.Cid) ([]byte, error) {
 		if data, err := d.Get(ctx, c); err == nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/metrics"
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/p2pshare/p2pshare/dht"
@@ -36,6 +37,12 @@ type NodeOptions struct {
 	// hold the same key, over TCP only. Nil means the repo config's
 	// swarm_key file, if any.
 	SwarmKey pnet.PSK
+	// MDNS, when set, makes the node find p2pshare peers on the local
+	// network by multicast DNS (service MDNSService), connect to them and
+	// so share a DHT with them without any bootstrap peer. Off by default
+	// (tests stay on loopback); the CLI turns it on unless --no-mdns. The
+	// repo config's no_mdns turns it off.
+	MDNS bool
 	// Log receives service events; nil discards them.
 	Log *slog.Logger
 }
@@ -54,6 +61,9 @@ type Node struct {
 	life      context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+	mdns      mdns.Service // nil when off
+	mu        sync.Mutex   // guards closing
+	closing   bool         // no new goroutine may join wg
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -139,8 +149,15 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 			return nil, fmt.Errorf("joining the network: %w", err)
 		}
 	}
+	if opts.MDNS && !repo.Config.NoMDNS {
+		n.startMDNS()
+	}
 	return n, nil
 }
+
+// ErrNoBootstrap is wrapped by Start's error when bootstrap peers were
+// given and none of them could be reached.
+var ErrNoBootstrap = dht.ErrNoBootstrap
 
 // ParseBootstrap parses multiaddrs that end in /p2p/<peer ID>.
 func ParseBootstrap(addrs []string) ([]libp2ppeer.AddrInfo, error) {
@@ -163,6 +180,12 @@ func ParseBootstrap(addrs []string) ([]libp2ppeer.AddrInfo, error) {
 // not close the repo. Closing twice is harmless.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.closing = true
+		n.mu.Unlock()
+		if n.mdns != nil {
+			n.mdns.Close()
+		}
 		n.cancel()
 		n.wg.Wait()
 		n.Transfer.Close()

@@ -42,6 +42,9 @@ type Config struct {
 	// when --swarm-key and P2PSHARE_SWARM_KEY are not given. A relative
 	// path is relative to the repo folder.
 	SwarmKey string `json:"swarm_key,omitempty"`
+	// NoMDNS turns off finding peers on the local network by mDNS, as
+	// --no-mdns does.
+	NoMDNS bool `json:"no_mdns,omitempty"`
 }
 
 // DefaultListen is the seed's default listen addresses (CLI.md).

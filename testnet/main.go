@@ -40,6 +40,9 @@ type runner struct {
 	start   time.Time
 	procs   procs
 	net     *netns
+	// mdns lets peers find each other by mDNS (netns mode only: the
+	// multicast stays on the namespaces' bridge).
+	mdns bool
 
 	cleanOnce sync.Once
 

@@ -74,13 +74,22 @@ type peerNode struct {
 }
 
 // command builds a p2pshare command for this peer (inside its namespace
-// in netns mode).
+// in netns mode). Unless the runner is set to use mDNS, peers find each
+// other only as the scenario says (P2PSHARE_NO_MDNS): mDNS would connect
+// every peer of the bridge to every other, and in loopback mode it would
+// multicast out of the machine's real interfaces.
 func (r *runner) command(p *peerNode, args ...string) *exec.Cmd {
 	full := append([]string{"--repo", p.repo}, args...)
+	var c *exec.Cmd
 	if p.netns != "" {
-		return exec.Command("ip", append([]string{"netns", "exec", p.netns, r.bin}, full...)...)
+		c = exec.Command("ip", append([]string{"netns", "exec", p.netns, r.bin}, full...)...)
+	} else {
+		c = exec.Command(r.bin, full...)
 	}
-	return exec.Command(r.bin, full...)
+	if !r.mdns {
+		c.Env = append(os.Environ(), "P2PSHARE_NO_MDNS=1")
+	}
+	return c
 }
 
 // run runs a short p2pshare command and returns its stdout.

@@ -62,6 +62,24 @@ func parseCID(c *cli.Context) (cid.Cid, error) {
 	return id, nil
 }
 
+// parseTarget parses get's argument: a CID, or a ticket (the root and
+// peers that hold it). A malformed one is a usage error.
+func parseTarget(c *cli.Context) (cid.Cid, []libp2ppeer.AddrInfo, error) {
+	if c.NArg() != 1 {
+		return cid.Undef, nil, usagef("%s takes exactly one CID or ticket (got %d arguments)", c.Command.Name, c.NArg())
+	}
+	s := c.Args().First()
+	if !peer.IsTicket(s) {
+		root, err := parseCID(c)
+		return root, nil, err
+	}
+	t, err := peer.ParseTicket(s)
+	if err != nil {
+		return cid.Undef, nil, usageError{err}
+	}
+	return t.Root, t.Peers, nil
+}
+
 // bootstrapPeers collects --bootstrap flags and P2PSHARE_BOOTSTRAP.
 func bootstrapPeers(c *cli.Context) ([]libp2ppeer.AddrInfo, error) {
 	addrs := c.StringSlice("bootstrap")
@@ -94,9 +112,10 @@ func listenAddrs(c *cli.Context) ([]ma.Multiaddr, error) {
 
 // nodeFlags parses the flags that configure a node: --bootstrap (and
 // P2PSHARE_BOOTSTRAP), --listen, --swarm-key (and P2PSHARE_SWARM_KEY, and
-// the config's swarm_key), --max-upload and --max-download.
+// the config's swarm_key), --max-upload, --max-download and --no-mdns
+// (mDNS is on unless it or the config's no_mdns turns it off).
 func nodeFlags(c *cli.Context) (peer.NodeOptions, error) {
-	var opts peer.NodeOptions
+	opts := peer.NodeOptions{MDNS: !c.Bool("no-mdns")}
 	var err error
 	if opts.Bootstrap, err = bootstrapPeers(c); err != nil {
 		return opts, err
@@ -174,6 +193,8 @@ var (
 	}
 	swarmKeyFlag = &cli.StringFlag{Name: "swarm-key", Usage: "join the private swarm of this key file (/key/swarm/psk/1.0.0/, as Kubo's swarm.key; make one with p2pshare swarm-key); TCP only",
 		EnvVars: []string{"P2PSHARE_SWARM_KEY"}, TakesFile: true}
+	noMDNSFlag = &cli.BoolFlag{Name: "no-mdns", Usage: "do not look for peers on the local network (mDNS); also the config's \"no_mdns\": true",
+		EnvVars: []string{"P2PSHARE_NO_MDNS"}}
 	maxUploadFlag   = &cli.StringFlag{Name: "max-upload", Usage: "upload rate limit, e.g. 10MB, 80Mbit, 512KiB (per second)"}
 	maxDownloadFlag = &cli.StringFlag{Name: "max-download", Usage: "download rate limit, e.g. 10MB, 80Mbit, 512KiB (per second)"}
 )

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
 
 	"github.com/p2pshare/p2pshare/peer"
@@ -13,7 +15,10 @@ import (
 
 // GetOptions are the flags of get.
 type GetOptions struct {
-	Root    cid.Cid
+	Root cid.Cid
+	// Peers hold Root (a ticket's): they are dialed first, and a node of
+	// get's own joins the DHT through them too.
+	Peers   []libp2ppeer.AddrInfo
 	Out     string
 	Force   bool
 	Timeout time.Duration
@@ -25,8 +30,8 @@ func newGetCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "get",
 		Usage:     "find peers, fetch in parallel, verify every block, write to PATH",
-		ArgsUsage: "CID",
-		UsageText: "p2pshare get bafy... -o film.mkv --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3Koo...\nP2PSHARE_BOOTSTRAP=/ip4/... p2pshare get --seed bafy...",
+		ArgsUsage: "CID|TICKET",
+		UsageText: "p2pshare get p2ps1... (a ticket from p2pshare share, add or ticket)\np2pshare get bafy... -o film.mkv --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3Koo...\nP2PSHARE_BOOTSTRAP=/ip4/... p2pshare get --seed bafy...",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output path (default: the CID, in the current folder)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing different file at the output path"},
@@ -34,13 +39,14 @@ func newGetCommand() *cli.Command {
 			&cli.BoolFlag{Name: "seed", Usage: "keep serving after completion until interrupted"},
 			bootstrapFlag,
 			swarmKeyFlag,
+			noMDNSFlag,
 			listenFlag("/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"),
 			maxUploadFlag, maxDownloadFlag,
 		},
 		Action: func(c *cli.Context) error {
 			var opts GetOptions
 			var err error
-			if opts.Root, err = parseCID(c); err != nil {
+			if opts.Root, opts.Peers, err = parseTarget(c); err != nil {
 				return err
 			}
 			if opts.NodeOptions, err = nodeFlags(c); err != nil {
@@ -58,7 +64,7 @@ type getter interface {
 }
 
 func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error {
-	gopts := peer.GetOptions{Out: opts.Out, Force: opts.Force, Timeout: opts.Timeout}
+	gopts := peer.GetOptions{Out: opts.Out, Force: opts.Force, Timeout: opts.Timeout, Peers: opts.Peers}
 	gopts.Progress = func(g peer.GetProgress) {
 		pct := 0.0
 		if g.BytesTotal > 0 {
@@ -77,7 +83,17 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 			return err
 		}
 		defer r.Close()
-		node, err = startNode(ctx, r, opts.NodeOptions)
+		nopts := opts.NodeOptions
+		nopts.Bootstrap = append([]libp2ppeer.AddrInfo{}, nopts.Bootstrap...)
+		for _, ai := range opts.Peers {
+			if ai.ID != r.ID { // a ticket of this repo's own node
+				nopts.Bootstrap = append(nopts.Bootstrap, ai)
+			}
+		}
+		node, err = startNode(ctx, r, nopts)
+		if errors.Is(err, peer.ErrNoBootstrap) && len(opts.Peers) > 0 {
+			return fmt.Errorf("%w (does the node that made the ticket still run, and can this machine reach it?)", err)
+		}
 		if err != nil {
 			return err
 		}

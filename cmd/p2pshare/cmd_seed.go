@@ -22,6 +22,7 @@ func newSeedCommand() *cli.Command {
 			listenFlag(),
 			bootstrapFlag,
 			swarmKeyFlag,
+			noMDNSFlag,
 			maxUploadFlag, maxDownloadFlag,
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus-style metrics on this host:port (e.g. 127.0.0.1:9090)"},
 		},
@@ -36,6 +37,25 @@ func newSeedCommand() *cli.Command {
 }
 
 func runSeed(ctx context.Context, repo string, opts peer.NodeOptions, metrics string, p *printer) error {
+	return serveNode(ctx, repo, opts, func(n *peer.Node) error {
+		for _, a := range n.Addrs() {
+			p.result("listening", map[string]any{"addr": a}, "listening "+a)
+		}
+		if metrics != "" {
+			if err := serveMetrics(ctx, n, metrics); err != nil {
+				return usagef("--metrics %s: %v", metrics, err)
+			}
+		}
+		return nil
+	})
+}
+
+// serveNode runs a node of this process on repo, as seed and share do: it
+// starts the node, provides everything the repo holds, calls up (if set),
+// then serves the local API until ctx ends, and shuts down. An error of
+// up ends it at once. The end of ctx (SIGINT, SIGTERM) is a clean stop:
+// nil.
+func serveNode(ctx context.Context, repo string, opts peer.NodeOptions, up func(*peer.Node) error) error {
 	if _, err := peer.Dial(repo); err == nil {
 		return fmt.Errorf("a seed node already runs on %s", repo)
 	}
@@ -49,15 +69,12 @@ func runSeed(ctx context.Context, repo string, opts peer.NodeOptions, metrics st
 		return err
 	}
 	defer n.Close()
-	for _, a := range n.Addrs() {
-		p.result("listening", map[string]any{"addr": a}, "listening "+a)
-	}
 	if err := n.ProvideAll(ctx); err != nil {
 		return err
 	}
-	if metrics != "" {
-		if err := serveMetrics(ctx, n, metrics); err != nil {
-			return usagef("--metrics %s: %v", metrics, err)
+	if up != nil {
+		if err := up(n); err != nil {
+			return err
 		}
 	}
 	err = n.ServeAPI(ctx)

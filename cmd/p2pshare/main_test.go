@@ -21,6 +21,11 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	// No test process looks for peers by mDNS: that would send multicast
+	// out of the machine's real interfaces and let unrelated tests' nodes
+	// find each other. The mDNS test runs in network namespaces of its
+	// own (testnet).
+	os.Setenv("P2PSHARE_NO_MDNS", "1")
 	dir, err := os.MkdirTemp("", "p2pshare-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -104,7 +109,13 @@ func TestBadInput(t *testing.T) {
 		{"bootstrap without peer ID", []string{"get", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku", "--bootstrap", "/ip4/127.0.0.1/tcp/1"}, 2, "/p2p/"},
 		{"bad rate", []string{"seed", "--max-upload", "fast"}, 2, "rate"},
 		{"unknown flag", []string{"add", "--frobnicate", "x"}, 2, "frobnicate"},
-		{"unknown command", []string{"share"}, 2, "unknown command"},
+		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
+		{"malformed ticket to get", []string{"get", "p2ps1aaaa"}, 2, "malformed ticket"},
+		{"ticket of an unknown version", []string{"get", "p2ps9aaaa"}, 2, "malformed ticket: version"},
+		{"ticket without a seed", []string{"ticket", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"}, 1, "start one with p2pshare seed"},
+		{"malformed CID to ticket", []string{"ticket", "bafyXX"}, 2, "malformed CID"},
+		{"share without path", []string{"share"}, 2, "share needs at least one PATH"},
+		{"share of a missing path", []string{"share", filepath.Join(dir, "nope")}, 2, "no such file"},
 		{"rm of unshared root", []string{"rm", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"}, 1, "not shared"},
 		{"nobody provides", []string{"get", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku", "--timeout", "1s", "--listen", "/ip4/127.0.0.1/tcp/0", "-o", filepath.Join(dir, "out")}, 1, "no providers found for bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"},
 	}

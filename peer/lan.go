@@ -1,0 +1,61 @@
+package peer
+
+import (
+	"context"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+)
+
+// MDNSService is the DNS-SD service name under which p2pshare nodes find
+// each other on the local network: p2pshare's own, not IPFS's _p2p._udp,
+// so that they neither mix with IPFS nodes nor dial them.
+const MDNSService = "_p2pshare._udp"
+
+// lanDialTimeout bounds a dial to a peer found by mDNS.
+const lanDialTimeout = 10 * time.Second
+
+// startMDNS advertises the node on the local network and connects to the
+// p2pshare peers found there. Once connected, a peer that speaks our DHT
+// joins the routing table (kad-dht adds connected peers after identify),
+// so two nodes of a LAN with no bootstrap peer form one DHT. A failure to
+// start (no multicast interface) is logged: mDNS is a help, not a need.
+func (n *Node) startMDNS() {
+	svc := mdns.NewMdnsService(n.Host, MDNSService, lanNotifee{n})
+	if err := svc.Start(); err != nil {
+		n.log.Warn("mDNS: not discovering LAN peers", "err", err)
+		svc.Close()
+		return
+	}
+	n.mdns = svc
+}
+
+// lanNotifee hands the peers mDNS finds to the node.
+type lanNotifee struct{ n *Node }
+
+// HandlePeerFound connects to a peer found on the LAN. mdns calls it on a
+// goroutine of its own for each answer.
+func (l lanNotifee) HandlePeerFound(ai libp2ppeer.AddrInfo) {
+	n := l.n
+	if ai.ID == n.Host.ID() || n.Host.Network().Connectedness(ai.ID) == network.Connected {
+		return
+	}
+	// Join the node's goroutines, unless it is closing.
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		return
+	}
+	n.wg.Add(1)
+	n.mu.Unlock()
+	defer n.wg.Done()
+	ctx, cancel := context.WithTimeout(n.life, lanDialTimeout)
+	defer cancel()
+	if err := n.Host.Connect(ctx, ai); err != nil {
+		n.log.Debug("mDNS: connecting to LAN peer", "peer", ai.ID, "err", err)
+		return
+	}
+	n.log.Info("mDNS: connected to LAN peer", "peer", ai.ID)
+}
