@@ -14,6 +14,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
+	"github.com/p2pshare/p2pshare/chunker"
 	"github.com/p2pshare/p2pshare/transfer"
 )
 
@@ -206,6 +207,9 @@ func decodeTicketBody(body []byte) (Ticket, error) {
 	var t Ticket
 	if raw := r.field("root CID"); r.err == nil {
 		c, err := cid.Cast(raw)
+		if err == nil {
+			err = chunker.CheckCID(c)
+		}
 		if err != nil {
 			return Ticket{}, badTicket("root CID: %v", err)
 		}
