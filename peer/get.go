@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +35,11 @@ const DefaultGetTimeout = 60 * time.Second
 
 // GetOptions configure Get.
 type GetOptions struct {
-	// Out is the output path; empty means the root CID in the current folder.
+	// Path, if set, names a file or folder inside root ("sub/dir/file",
+	// as in /ipfs/ROOT/sub/dir/file): only that part is fetched (see Get).
+	Path string `json:"path,omitempty"`
+	// Out is the output path; empty means Path's last element, else the
+	// root CID, in the current folder.
 	Out string
 	// Force replaces an existing file at Out.
 	Force bool
@@ -72,10 +77,21 @@ type GetResult struct {
 // and records it in the repo so that it is served while and after it
 // downloads. The output appears under its final name only once complete; an
 // interrupted Get resumes where it stopped.
+//
+// With opts.Path, Get first resolves the path from root, fetching only the
+// folders on the way (see chunker.Resolve), then downloads what it names
+// as a root of its own (recorded in the repo under that CID): only the
+// blocks on the path and under its target cross the network. A path
+// element that is not a safe name is an error wrapping ErrBadOptions; one
+// that names nothing, an error wrapping chunker.ErrNoSuchEntry.
 func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResult, error) {
 	start := time.Now()
 	if err := chunker.CheckCID(root); err != nil {
 		return GetResult{}, err
+	}
+	elems, err := chunker.SplitPath(opts.Path)
+	if err != nil {
+		return GetResult{}, fmt.Errorf("%w: path %q: %w", ErrBadOptions, opts.Path, err)
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultGetTimeout
@@ -83,22 +99,50 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 	if opts.Interval <= 0 {
 		opts.Interval = 250 * time.Millisecond
 	}
-	out := opts.Out
-	if out == "" {
-		out = root.String()
+	var prov transfer.Providers = n.DHT
+	if len(elems) > 0 {
+		prov = alsoRoot{root: root, next: prov}
 	}
-	out, err := filepath.Abs(out)
-	if err != nil {
-		return GetResult{}, err
+	if len(opts.Peers) > 0 {
+		prov = hinted{peers: opts.Peers, next: prov}
 	}
-	if done, err := n.alreadyThere(ctx, root, out, opts.Force); err != nil || done {
-		if err == nil {
-			err = n.adoptFinished(ctx, root, out)
+	// What is downloaded: root, or what the path names in it.
+	target := root
+	from := map[string]uint64{}
+	var wasted uint64
+	if len(elems) > 0 {
+		var stats map[libp2ppeer.ID]transfer.PeerStats
+		target, stats, err = n.resolve(ctx, root, elems, prov, opts.Timeout)
+		for p, s := range stats {
+			if s.Bytes > 0 {
+				from[p.String()] += s.Bytes
+			}
+			wasted += s.Wasted
 		}
 		if err != nil {
 			return GetResult{}, err
 		}
-		return GetResult{CID: root.String(), Path: out, Seconds: time.Since(start).Seconds(), From: map[string]uint64{}}, nil
+	}
+	out := opts.Out
+	switch {
+	case out != "":
+	case len(elems) > 0:
+		out = elems[len(elems)-1] // a safe name: SplitPath checked it
+	default:
+		out = root.String()
+	}
+	out, err = filepath.Abs(out)
+	if err != nil {
+		return GetResult{}, err
+	}
+	if done, err := n.alreadyThere(ctx, target, out, opts.Force); err != nil || done {
+		if err == nil {
+			err = n.adoptFinished(ctx, target, out)
+		}
+		if err != nil {
+			return GetResult{}, err
+		}
+		return GetResult{CID: target.String(), Path: out, Seconds: time.Since(start).Seconds(), From: from, Wasted: wasted}, nil
 	}
 
 	// The watchdog cancels the download when nothing has moved for Timeout.
@@ -134,16 +178,15 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 	}()
 	touch := func() { moved.Store(time.Now().UnixNano()) }
 
-	d, err := openDownload(n.Repo.store(), root, out)
+	d, err := openDownload(n.Repo.store(), target, out)
 	if err != nil {
 		return GetResult{}, err
 	}
 	defer d.Close()
-	var prov transfer.Providers = n.DHT
-	if len(opts.Peers) > 0 {
-		prov = hinted{peers: opts.Peers, next: n.DHT}
-	}
-	sess := n.Transfer.NewSession(root, prov, transfer.WithStore(d))
+	// A sub-root's session names the sub-root in HELLO (seeds of root
+	// answer for any folder or file whose structure they hold, see
+	// Store.Leaves) and finds peers through root's providers (alsoRoot).
+	sess := n.Transfer.NewSession(target, prov, transfer.WithStore(d))
 	defer sess.Close()
 	get := func(ctx context.Context, c cid.Cid) ([]byte, error) {
 		if data, err := d.Get(ctx, c); err == nil {
@@ -164,7 +207,7 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 	if err := d.Open(ctx, out); err != nil {
 		return GetResult{}, getError(ctx, err)
 	}
-	n.provide(root) // the structure is here: peers may start asking us
+	n.provide(target) // the structure is here: peers may start asking us
 
 	stopProgress := make(chan struct{})
 	var progressWG sync.WaitGroup
@@ -205,15 +248,94 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		_, need := d.progress()
 		opts.Progress(GetProgress{BytesDone: need, BytesTotal: need, Peers: sess.Peers()})
 	}
-	from := map[string]uint64{}
-	var wasted uint64
 	for p, s := range sess.Stats() {
 		if s.Bytes > 0 {
-			from[p.String()] = s.Bytes
+			from[p.String()] += s.Bytes
 		}
 		wasted += s.Wasted
 	}
-	return GetResult{CID: root.String(), Path: out, Bytes: size, Seconds: time.Since(start).Seconds(), From: from, Wasted: wasted}, nil
+	return GetResult{CID: target.String(), Path: out, Bytes: size, Seconds: time.Since(start).Seconds(), From: from, Wasted: wasted}, nil
+}
+
+// resolve follows elems from root and returns the CID they name, and what
+// each peer sent for it. The folders on the way come from the repo if it
+// holds them, else through a session for root (what peers hold, announce
+// and answer HELLO for); each must arrive within timeout.
+func (n *Node) resolve(ctx context.Context, root cid.Cid, elems []string, prov transfer.Providers, timeout time.Duration) (cid.Cid, map[libp2ppeer.ID]transfer.PeerStats, error) {
+	st := n.Repo.store()
+	var sess *transfer.Session
+	defer func() {
+		if sess != nil {
+			sess.Close()
+		}
+	}()
+	gotData := false
+	get := func(ctx context.Context, c cid.Cid) ([]byte, error) {
+		if data, err := st.Get(ctx, c); err == nil {
+			return data, nil
+		}
+		if sess == nil {
+			sess = n.Transfer.NewSession(root, prov)
+		}
+		bctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		data, err := sess.Block(bctx, c)
+		switch {
+		case err == nil:
+			gotData = true
+			return data, nil
+		case ctx.Err() == nil && bctx.Err() != nil && gotData:
+			return nil, fmt.Errorf("no data for %s: %w", timeout, ErrStalled)
+		case ctx.Err() == nil && bctx.Err() != nil:
+			return nil, fmt.Errorf("%w for %s", ErrNoProviders, root)
+		}
+		return nil, err
+	}
+	target, err := chunker.Resolve(ctx, root, elems, get)
+	var stats map[libp2ppeer.ID]transfer.PeerStats
+	if sess != nil {
+		stats = sess.Stats()
+	}
+	if errors.Is(err, chunker.ErrNoSuchEntry) {
+		return cid.Undef, stats, fmt.Errorf("%w in %s: %q", chunker.ErrNoSuchEntry, root, strings.Join(elems, "/"))
+	}
+	return target, stats, err
+}
+
+// alsoRoot finds the peers for a download of something inside root (a
+// sub-root): root's providers, who hold it whole, and the sub-root's own
+// (peers that fetched just that part).
+type alsoRoot struct {
+	root cid.Cid
+	next transfer.Providers
+}
+
+// FindProviders merges next's results for root and for c; the channel
+// closes when both searches end or ctx does.
+func (a alsoRoot) FindProviders(ctx context.Context, c cid.Cid) <-chan libp2ppeer.AddrInfo {
+	if c.Equals(a.root) {
+		return a.next.FindProviders(ctx, c)
+	}
+	out := make(chan libp2ppeer.AddrInfo)
+	var wg sync.WaitGroup
+	for _, q := range []cid.Cid{a.root, c} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ai := range a.next.FindProviders(ctx, q) {
+				select {
+				case out <- ai:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(out)
+	}()
+	return out
 }
 
 // getError prefers the watchdog's reason over the context error it caused.

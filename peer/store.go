@@ -113,7 +113,10 @@ func (s *Store) Put(ctx context.Context, c cid.Cid, data []byte) error {
 }
 
 // Leaves returns the distinct leaf CIDs of a root this node holds the
-// structure of, in order of first appearance.
+// structure of, in order of first appearance. A root need not be one
+// recorded in the repo: any file or folder inside one (a sub-root, as a
+// selective get fetches it) whose block is here is walked too, from the
+// blocks in the repo; that walk costs no more than its recorded root's.
 func (s *Store) Leaves(ctx context.Context, root cid.Cid) ([]cid.Cid, error) {
 	s.mu.Lock()
 	l, ok := s.manifests[root]
@@ -122,7 +125,9 @@ func (s *Store) Leaves(ctx context.Context, root cid.Cid) ([]cid.Cid, error) {
 		return l, nil
 	}
 	if _, err := s.ix.root(ctx, root); err != nil {
-		return nil, fmt.Errorf("root %s: %w", root, ErrBlockNotFound)
+		if ok, err := s.Has(ctx, root); err != nil || !ok {
+			return nil, fmt.Errorf("root %s: %w", root, ErrBlockNotFound)
+		}
 	}
 	var leaves []cid.Cid
 	err := chunker.Leaves(ctx, root, s.localGet, func(c cid.Cid) error {
