@@ -323,10 +323,14 @@ func (c *Client) Add(ctx context.Context, path string, opts AddOptions) (AddResu
 	return res, err
 }
 
-// Get asks the seed to download root.
+// Get asks the seed to download root (or opts.Path in it).
 func (c *Client) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResult, error) {
 	if opts.Out == "" {
-		opts.Out = root.String()
+		elems, err := chunker.SplitPath(opts.Path)
+		if err != nil {
+			return GetResult{}, fmt.Errorf("%w: path %q: %w", ErrBadOptions, opts.Path, err)
+		}
+		opts.Out = defaultOut(root, elems)
 	}
 	abs, err := filepath.Abs(opts.Out)
 	if err != nil {

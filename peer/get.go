@@ -124,12 +124,8 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		}
 	}
 	out := opts.Out
-	switch {
-	case out != "":
-	case len(elems) > 0:
-		out = elems[len(elems)-1] // a safe name: SplitPath checked it
-	default:
-		out = root.String()
+	if out == "" {
+		out = defaultOut(root, elems)
 	}
 	out, err = filepath.Abs(out)
 	if err != nil {
@@ -255,6 +251,16 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		wasted += s.Wasted
 	}
 	return GetResult{CID: target.String(), Path: out, Bytes: size, Seconds: time.Since(start).Seconds(), From: from, Wasted: wasted}, nil
+}
+
+// defaultOut is where a get of elems inside root goes when no output is
+// given: the last element (a safe name: SplitPath checked it), else the
+// root CID, in the current folder.
+func defaultOut(root cid.Cid, elems []string) string {
+	if len(elems) > 0 {
+		return elems[len(elems)-1]
+	}
+	return root.String()
 }
 
 // resolve follows elems from root and returns the CID they name, and what

@@ -63,21 +63,34 @@ func parseCID(c *cli.Context) (cid.Cid, error) {
 }
 
 // parseTarget parses get's argument: a CID, or a ticket (the root and
-// peers that hold it). A malformed one is a usage error.
-func parseTarget(c *cli.Context) (cid.Cid, []libp2ppeer.AddrInfo, error) {
+// peers that hold it), optionally followed by a path inside it, in the
+// IPFS path syntax (CID/sub/dir/file, also /ipfs/CID/sub/dir/file).
+// A malformed CID or ticket, or a path element that is not a safe name
+// ("..", an empty element), is a usage error.
+func parseTarget(c *cli.Context) (cid.Cid, string, []libp2ppeer.AddrInfo, error) {
 	if c.NArg() != 1 {
-		return cid.Undef, nil, usagef("%s takes exactly one CID or ticket (got %d arguments)", c.Command.Name, c.NArg())
+		return cid.Undef, "", nil, usagef("%s takes exactly one CID or ticket (got %d arguments)", c.Command.Name, c.NArg())
 	}
-	s := c.Args().First()
+	arg := c.Args().First()
+	s, path, _ := strings.Cut(strings.TrimPrefix(arg, "/ipfs/"), "/")
+	if _, err := chunker.SplitPath(path); err != nil {
+		return cid.Undef, "", nil, usagef("bad path in %q: %v", arg, err)
+	}
 	if !peer.IsTicket(s) {
-		root, err := parseCID(c)
-		return root, nil, err
+		root, err := cid.Decode(s)
+		if err == nil {
+			err = chunker.CheckCID(root)
+		}
+		if err != nil {
+			return cid.Undef, "", nil, usagef("malformed CID %q: %v", s, err)
+		}
+		return root, path, nil, nil
 	}
 	t, err := peer.ParseTicket(s)
 	if err != nil {
-		return cid.Undef, nil, usageError{err}
+		return cid.Undef, "", nil, usageError{err}
 	}
-	return t.Root, t.Peers, nil
+	return t.Root, path, t.Peers, nil
 }
 
 // bootstrapPeers collects --bootstrap flags and P2PSHARE_BOOTSTRAP.

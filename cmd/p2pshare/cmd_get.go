@@ -16,6 +16,8 @@ import (
 // GetOptions are the flags of get.
 type GetOptions struct {
 	Root cid.Cid
+	// Path names a file or folder inside Root to fetch alone ("" for all).
+	Path string
 	// Peers hold Root (a ticket's): they are dialed first, and a node of
 	// get's own joins the DHT through them too.
 	Peers   []libp2ppeer.AddrInfo
@@ -30,10 +32,10 @@ func newGetCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "get",
 		Usage:     "find peers, fetch in parallel, verify every block, write to PATH",
-		ArgsUsage: "CID|TICKET",
-		UsageText: "p2pshare get p2ps1... (a ticket from p2pshare share, add or ticket)\np2pshare get bafy... -o film.mkv --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3Koo...\nP2PSHARE_BOOTSTRAP=/ip4/... p2pshare get --seed bafy...",
+		ArgsUsage: "CID|TICKET[/PATH]",
+		UsageText: "p2pshare get p2ps1... (a ticket from p2pshare share, add or ticket)\np2pshare get bafy... -o film.mkv --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3Koo...\nP2PSHARE_BOOTSTRAP=/ip4/... p2pshare get --seed bafy...\np2pshare get bafy.../photos/2024 (one folder or file of a shared folder)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output path (default: the CID, in the current folder)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output path (default: the CID, or the last element of a path CID/sub/file, in the current folder)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing different file at the output path"},
 			&cli.DurationFlag{Name: "timeout", Usage: "give up when no provider is found, or nothing arrives, for this long", Value: peer.DefaultGetTimeout},
 			&cli.BoolFlag{Name: "seed", Usage: "keep serving after completion until interrupted"},
@@ -46,7 +48,7 @@ func newGetCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			var opts GetOptions
 			var err error
-			if opts.Root, opts.Peers, err = parseTarget(c); err != nil {
+			if opts.Root, opts.Path, opts.Peers, err = parseTarget(c); err != nil {
 				return err
 			}
 			if opts.NodeOptions, err = nodeFlags(c); err != nil {
@@ -64,7 +66,7 @@ type getter interface {
 }
 
 func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error {
-	gopts := peer.GetOptions{Out: opts.Out, Force: opts.Force, Timeout: opts.Timeout, Peers: opts.Peers}
+	gopts := peer.GetOptions{Path: opts.Path, Out: opts.Out, Force: opts.Force, Timeout: opts.Timeout, Peers: opts.Peers}
 	gopts.Progress = func(g peer.GetProgress) {
 		pct := 0.0
 		if g.BytesTotal > 0 {
