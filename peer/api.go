@@ -106,6 +106,7 @@ func (n *Node) ServeAPI(ctx context.Context) error {
 	mux.HandleFunc("POST /v1/get", n.apiGet)
 	mux.HandleFunc("POST /v1/rm", n.apiRm)
 	mux.HandleFunc("POST /v1/ticket", n.apiTicket)
+	n.carRoutes(mux)
 	mux.HandleFunc("GET /v1/ls", func(w http.ResponseWriter, r *http.Request) {
 		res, err := n.Repo.List(r.Context())
 		reply(w, res, err)

@@ -19,6 +19,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/p2pshare/p2pshare/transfer"
 )
@@ -43,12 +44,18 @@ const (
 // go-libp2p has no pre-shared keys for QUIC (quic.NewTransport refuses a
 // PSK), so such a host runs TCP alone; listen must then hold TCP
 // addresses only (see PrivateListen).
-func newHost(key crypto.PrivKey, listen []ma.Multiaddr, psk pnet.PSK, bw metrics.Reporter) (host.Host, error) {
+//
+// libp2p's metrics (and the resource manager's) go to reg.
+func newHost(key crypto.PrivKey, listen []ma.Multiaddr, psk pnet.PSK, bw metrics.Reporter, reg prometheus.Registerer) (host.Host, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
 	transfer.ScaleLimits(&limits) // room for bulk transfer under the stream reservations
 	scaled := limits.AutoScale()
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(scaled))
+	str, err := rcmgr.NewStatsTraceReporter()
+	if err != nil {
+		return nil, fmt.Errorf("resource manager metrics: %w", err)
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(scaled), rcmgr.WithTraceReporter(str))
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
@@ -83,7 +90,7 @@ func newHost(key crypto.PrivKey, listen []ma.Multiaddr, psk pnet.PSK, bw metrics
 			}
 			return ch
 		}, autorelay.WithMinCandidates(1)),
-		libp2p.DisableMetrics(),
+		libp2p.PrometheusRegisterer(reg),
 		libp2p.UserAgent("p2pshare/0.1"),
 	}
 	if len(psk) > 0 {

@@ -55,8 +55,9 @@ type Node struct {
 	DHT      *dht.DHT
 	Transfer *transfer.Service
 
-	log *slog.Logger
-	bw  *metrics.BandwidthCounter
+	log     *slog.Logger
+	bw      *metrics.BandwidthCounter
+	metrics *nodeMetrics
 	// life ends when Close is called; background work derives from it.
 	life      context.Context
 	cancel    context.CancelFunc
@@ -115,7 +116,8 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 	}
 
 	bw := metrics.NewBandwidthCounter()
-	h, err := newHost(repo.Key, listen, psk, bw)
+	nm := newNodeMetrics()
+	h, err := newHost(repo.Key, listen, psk, bw, nm.reg)
 	if err != nil {
 		return nil, err
 	}
@@ -134,9 +136,11 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 	if opts.MaxDownload > 0 {
 		topts = append(topts, transfer.WithMaxDownload(opts.MaxDownload))
 	}
+	topts = append(topts, transfer.WithObserver(nm))
 	svc := transfer.New(h, repo.store(), repo.store(), topts...)
 	life, cancel := context.WithCancel(context.Background())
-	n := &Node{Repo: repo, Host: h, DHT: d, Transfer: svc, log: log, bw: bw, life: life, cancel: cancel}
+	n := &Node{Repo: repo, Host: h, DHT: d, Transfer: svc, log: log, bw: bw, metrics: nm, life: life, cancel: cancel}
+	nm.register(n)
 	if len(boot) > 0 {
 		bctx, bcancel := context.WithTimeout(ctx, 30*time.Second)
 		err := d.Bootstrap(bctx)
@@ -212,8 +216,11 @@ func (n *Node) provide(c cid.Cid) {
 		ctx, cancel := context.WithTimeout(n.life, 2*time.Minute)
 		defer cancel()
 		if err := n.DHT.Provide(ctx, c); err != nil {
+			n.metrics.provides.WithLabelValues("failed").Inc()
 			n.log.Warn("providing", "cid", c, "err", err)
+			return
 		}
+		n.metrics.provides.WithLabelValues("ok").Inc()
 	}()
 }
 

@@ -104,6 +104,7 @@ type Service struct {
 	m  Manifests
 
 	up, down *rate.Limiter
+	obs      Observer
 
 	mu       sync.Mutex
 	sent     map[cid.Cid]uint32                     // times each block was uploaded
@@ -127,6 +128,7 @@ func New(h host.Host, bs BlockStore, m Manifests, opts ...Option) *Service {
 		manifest: map[cid.Cid]*leafIndex{},
 		seeding:  map[cid.Cid]*superSeed{},
 		closed:   make(chan struct{}),
+		obs:      nopObserver{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -492,6 +494,7 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 		}
 		if reply.Type == MsgBlock {
 			ss.busyAt.Store(time.Now().UnixNano())
+			ss.svc.obs.BlockServed(len(reply.Data))
 		}
 		ss.mu.Lock()
 		more := ss.wants.len() > 0

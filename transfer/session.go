@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -64,6 +65,11 @@ type Session struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once // starts discovery
+	// For the Observer: when the session started, whether its last
+	// Download completed, and that Close reported it once.
+	started   time.Time
+	completed atomic.Bool
+	closed    sync.Once
 
 	mu      sync.Mutex
 	remotes map[peer.ID]*remote
@@ -173,8 +179,9 @@ func (s *Service) NewSession(root cid.Cid, prov Providers, opts ...SessionOption
 		svc: s, root: root, prov: prov, bs: s.bs, life: life, cancel: cancel,
 		remotes: map[peer.ID]*remote{}, known: map[peer.ID]peer.AddrInfo{}, dialing: map[peer.ID]bool{}, banned: map[peer.ID]bool{},
 		stats: map[peer.ID]*PeerStats{}, changed: make(chan struct{}, 1),
-		puts: make(chan arrival, putQueue),
+		puts: make(chan arrival, putQueue), started: time.Now(),
 	}
+	s.obs.DownloadStarted()
 	// Received blocks are verified and stored by putWorkers goroutines, so
 	// that reading the network and writing the disk overlap.
 	for range putWorkers {
@@ -207,6 +214,7 @@ func (ss *Session) Close() error {
 	delete(ss.svc.sessions[ss.root], ss)
 	ss.svc.dropIndexLocked(ss.root)
 	ss.svc.mu.Unlock()
+	ss.closed.Do(func() { ss.svc.obs.DownloadFinished(time.Since(ss.started), ss.completed.Load()) })
 	return nil
 }
 
@@ -285,6 +293,7 @@ func (ss *Session) discover() {
 	defer ss.wg.Done()
 	for {
 		ctx, cancel := context.WithTimeout(ss.life, 30*time.Second)
+		ss.svc.obs.Lookup()
 		for ai := range ss.prov.FindProviders(ctx, ss.root) {
 			ss.addCandidate(ai)
 		}
@@ -551,6 +560,7 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 		ss.mu.Lock()
 		ss.statsLocked(r.id).Bad = true
 		ss.mu.Unlock()
+		ss.svc.obs.VerifyFailed()
 		m.Release()
 		ss.drop(r, true)
 		return false
@@ -558,6 +568,8 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 	putErr := ss.bs.Put(ss.life, req.c, m.Data)
 	if putErr != nil {
 		ss.fail(fmt.Errorf("storing block %s: %w", req.c, putErr))
+	} else {
+		ss.svc.obs.BlockReceived(len(m.Data))
 	}
 	now := time.Now()
 	ss.mu.Lock()
@@ -667,6 +679,7 @@ func (ss *Session) drop(r *remote, bad bool) {
 	}
 	if bad {
 		ss.banned[r.id] = true
+		ss.svc.obs.PeerBanned()
 	}
 	var replies []*request
 	for _, req := range r.inflight {
@@ -829,6 +842,7 @@ func (ss *Session) Download(ctx context.Context, leaves []cid.Cid) error {
 		}
 		if pk.left == 0 {
 			ss.mu.Unlock()
+			ss.completed.Store(true)
 			return nil
 		}
 		wants := ss.scheduleLocked(time.Now())

@@ -24,7 +24,7 @@ func newSeedCommand() *cli.Command {
 			swarmKeyFlag,
 			noMDNSFlag,
 			maxUploadFlag, maxDownloadFlag,
-			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus-style metrics on this host:port (e.g. 127.0.0.1:9090)"},
+			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics (libp2p's and p2pshare's) on this host:port, e.g. 127.0.0.1:9090 (a bare :PORT listens on loopback); off by default"},
 		},
 		Action: func(c *cli.Context) error {
 			opts, err := nodeFlags(c)
@@ -84,26 +84,30 @@ func serveNode(ctx context.Context, repo string, opts peer.NodeOptions, up func(
 	return err
 }
 
-// serveMetrics exposes the node's status in the Prometheus text format.
+// serveMetrics serves the node's Prometheus metrics (libp2p's, Go's and
+// p2pshare's; see peer.Node.MetricsHandler) on addr, at /metrics and every
+// other path. An address without a host (":9090", "9090") listens on
+// loopback only: metrics name peers and traffic, so exposing them beyond
+// this machine takes an explicit host (0.0.0.0:9090).
 func serveMetrics(ctx context.Context, n *peer.Node, addr string) error {
-	l, err := net.Listen("tcp", addr)
+	l, err := net.Listen("tcp", metricsAddr(addr))
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st, err := n.Status(r.Context())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		fmt.Fprintf(w, "# TYPE p2pshare_peers gauge\np2pshare_peers %d\n", st.Peers)
-		fmt.Fprintf(w, "# TYPE p2pshare_routing_table_size gauge\np2pshare_routing_table_size %d\n", st.RoutingTable)
-		fmt.Fprintf(w, "# TYPE p2pshare_roots gauge\np2pshare_roots %d\n", st.Roots)
-		fmt.Fprintf(w, "# TYPE p2pshare_bytes_sent_total counter\np2pshare_bytes_sent_total %d\n", st.BytesUp)
-		fmt.Fprintf(w, "# TYPE p2pshare_bytes_received_total counter\np2pshare_bytes_received_total %d\n", st.BytesDown)
-	}), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: n.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(l)
 	context.AfterFunc(ctx, func() { srv.Close() })
 	return nil
+}
+
+// metricsAddr gives an address without a host the loopback host.
+func metricsAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return net.JoinHostPort("127.0.0.1", addr) // a bare port
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
