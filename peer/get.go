@@ -66,6 +66,8 @@ type GetResult struct {
 	Seconds float64           `json:"seconds"`
 	From    map[string]uint64 `json:"from"`
 	Wasted  uint64            `json:"wasted"` // bytes received twice or after a cancel
+	// WastedFrom is Wasted by peer ID (peers that wasted none are left out).
+	WastedFrom map[string]uint64 `json:"wasted_from,omitempty"`
 }
 
 // Get fetches root from the network into opts.Out, verifying every block,
@@ -205,15 +207,18 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		_, need := d.progress()
 		opts.Progress(GetProgress{BytesDone: need, BytesTotal: need, Peers: sess.Peers()})
 	}
-	from := map[string]uint64{}
+	from, wastedFrom := map[string]uint64{}, map[string]uint64{}
 	var wasted uint64
 	for p, s := range sess.Stats() {
 		if s.Bytes > 0 {
 			from[p.String()] = s.Bytes
 		}
+		if s.Wasted > 0 {
+			wastedFrom[p.String()] = s.Wasted
+		}
 		wasted += s.Wasted
 	}
-	return GetResult{CID: root.String(), Path: out, Bytes: size, Seconds: time.Since(start).Seconds(), From: from, Wasted: wasted}, nil
+	return GetResult{CID: root.String(), Path: out, Bytes: size, Seconds: time.Since(start).Seconds(), From: from, Wasted: wasted, WastedFrom: wastedFrom}, nil
 }
 
 // getError prefers the watchdog's reason over the context error it caused.
