@@ -115,6 +115,9 @@ func (n *Node) ServeAPI(ctx context.Context) error {
 		res, err := n.Status(r.Context())
 		reply(w, res, err)
 	})
+	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, n.Peers(r.Context()), nil)
+	})
 	srv := &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx }}
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -377,4 +380,10 @@ func (c *Client) Ticket(ctx context.Context, root cid.Cid) (Ticket, error) {
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var res Status
 	return res, c.call(ctx, "GET", "/v1/status", nil, &res, nil)
+}
+
+// Peers asks the seed for its connected peers.
+func (c *Client) Peers(ctx context.Context) ([]PeerInfo, error) {
+	var res []PeerInfo
+	return res, c.call(ctx, "GET", "/v1/peers", nil, &res, nil)
 }

@@ -71,6 +71,8 @@ type GetResult struct {
 	Seconds float64           `json:"seconds"`
 	From    map[string]uint64 `json:"from"`
 	Wasted  uint64            `json:"wasted"` // bytes received twice or after a cancel
+	// WastedFrom is Wasted by peer ID (peers that wasted none are left out).
+	WastedFrom map[string]uint64 `json:"wasted_from,omitempty"`
 }
 
 // Get fetches root from the network into opts.Out, verifying every block,
@@ -244,13 +246,17 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		_, need := d.progress()
 		opts.Progress(GetProgress{BytesDone: need, BytesTotal: need, Peers: sess.Peers()})
 	}
+	wastedFrom := map[string]uint64{}
 	for p, s := range sess.Stats() {
 		if s.Bytes > 0 {
 			from[p.String()] += s.Bytes
 		}
+		if s.Wasted > 0 {
+			wastedFrom[p.String()] = s.Wasted
+		}
 		wasted += s.Wasted
 	}
-	return GetResult{CID: target.String(), Path: out, Bytes: size, Seconds: time.Since(start).Seconds(), From: from, Wasted: wasted}, nil
+	return GetResult{CID: target.String(), Path: out, Bytes: size, Seconds: time.Since(start).Seconds(), From: from, Wasted: wasted, WastedFrom: wastedFrom}, nil
 }
 
 // defaultOut is where a get of elems inside root goes when no output is

@@ -39,7 +39,11 @@ type lanNotifee struct{ n *Node }
 // goroutine of its own for each answer.
 func (l lanNotifee) HandlePeerFound(ai libp2ppeer.AddrInfo) {
 	n := l.n
-	if ai.ID == n.Host.ID() || n.Host.Network().Connectedness(ai.ID) == network.Connected {
+	if ai.ID == n.Host.ID() {
+		return
+	}
+	n.foundOnLAN(ai.ID)
+	if n.Host.Network().Connectedness(ai.ID) == network.Connected {
 		return
 	}
 	// Join the node's goroutines, unless it is closing.

@@ -4,17 +4,22 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/network"
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/p2pshare/p2pshare/dht"
@@ -62,9 +67,12 @@ type Node struct {
 	life      context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
-	mdns      mdns.Service // nil when off
-	mu        sync.Mutex   // guards closing
-	closing   bool         // no new goroutine may join wg
+	mdns      mdns.Service               // nil when off
+	reach     atomic.Int32               // network.Reachability, as AutoNAT last reported it
+	lanMu     sync.Mutex                 // guards lan
+	lan       map[libp2ppeer.ID]struct{} // the peers mDNS found
+	mu        sync.Mutex                 // guards closing
+	closing   bool                       // no new goroutine may join wg
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -152,6 +160,10 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 			}
 			return nil, fmt.Errorf("joining the network: %w", err)
 		}
+	}
+	if err := n.watchReachability(); err != nil {
+		n.Close()
+		return nil, err
 	}
 	if opts.MDNS && !repo.Config.NoMDNS {
 		n.startMDNS()
@@ -265,6 +277,17 @@ type Status struct {
 	Roots        int      `json:"roots"`
 	BytesUp      int64    `json:"bytes_up"`
 	BytesDown    int64    `json:"bytes_down"`
+	// NAT is the node's reachability as AutoNAT last judged it from what
+	// other peers could dial: "public", "private" (behind a NAT or
+	// firewall) or "unknown" (not judged yet: too few peers have tried).
+	NAT string `json:"nat"`
+	// Relayed is true when the node has circuit relay addresses: peers
+	// that cannot dial it directly reach it through a relay.
+	Relayed bool `json:"relayed"`
+	// MDNS is true when the node looks for peers on the LAN (mDNS).
+	MDNS bool `json:"mdns"`
+	// LANPeers counts the connected peers that mDNS found on the LAN.
+	LANPeers int `json:"lan_peers"`
 }
 
 // Status reports the node's identity, connectivity and traffic.
@@ -274,7 +297,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		return Status{}, err
 	}
 	tot := n.bw.GetBandwidthTotals()
-	return Status{
+	st := Status{
 		PeerID:       n.Host.ID().String(),
 		Addrs:        n.Addrs(),
 		Peers:        len(n.Host.Network().Peers()),
@@ -282,5 +305,150 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		Roots:        len(roots),
 		BytesUp:      tot.TotalOut,
 		BytesDown:    tot.TotalIn,
-	}, nil
+		NAT:          reachabilityName(network.Reachability(n.reach.Load())),
+		MDNS:         n.mdns != nil,
+		LANPeers:     n.lanPeers(),
+	}
+	for _, a := range n.Host.Addrs() {
+		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+			st.Relayed = true
+		}
+	}
+	return st, nil
+}
+
+// reachabilityName is how Status names a libp2p reachability.
+func reachabilityName(r network.Reachability) string {
+	switch r {
+	case network.ReachabilityPublic:
+		return "public"
+	case network.ReachabilityPrivate:
+		return "private"
+	default:
+		return "unknown"
+	}
+}
+
+// watchReachability follows AutoNAT's verdicts on the host's event bus
+// (EvtLocalReachabilityChanged; the bus hands a new subscriber the last
+// one) until the node closes.
+func (n *Node) watchReachability() error {
+	sub, err := n.Host.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged))
+	if err != nil {
+		return fmt.Errorf("subscribing to reachability events: %w", err)
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer sub.Close()
+		for {
+			select {
+			case <-n.life.Done():
+				return
+			case ev, ok := <-sub.Out():
+				if !ok {
+					return
+				}
+				if e, ok := ev.(event.EvtLocalReachabilityChanged); ok {
+					n.reach.Store(int32(e.Reachability))
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// foundOnLAN records a peer that mDNS found.
+func (n *Node) foundOnLAN(id libp2ppeer.ID) {
+	n.lanMu.Lock()
+	defer n.lanMu.Unlock()
+	if n.lan == nil {
+		n.lan = map[libp2ppeer.ID]struct{}{}
+	}
+	n.lan[id] = struct{}{}
+}
+
+// lanPeers counts the peers mDNS found that are connected now.
+func (n *Node) lanPeers() int {
+	n.lanMu.Lock()
+	defer n.lanMu.Unlock()
+	k := 0
+	for id := range n.lan {
+		if n.Host.Network().Connectedness(id) == network.Connected {
+			k++
+		}
+	}
+	return k
+}
+
+// PeerInfo describes one connected peer.
+type PeerInfo struct {
+	PeerID string `json:"peer_id"`
+	// Addr is the remote address of the connection to the peer (the
+	// first, when there are several).
+	Addr string `json:"addr"`
+	// Direction is "inbound" (the peer dialed us) or "outbound".
+	Direction string `json:"direction"`
+	// LatencyMS is the round-trip time in milliseconds, the peerstore's
+	// moving average after a fresh ping; 0 when unknown (the peer did
+	// not answer the ping in time).
+	LatencyMS float64 `json:"latency_ms"`
+	// BytesUp and BytesDown count what the node sent to and received
+	// from the peer over streams, since the node started.
+	BytesUp   int64 `json:"bytes_up"`
+	BytesDown int64 `json:"bytes_down"`
+	// RateUp and RateDown are the current rates in bytes per second
+	// (libp2p's BandwidthCounter: a moving average over a few seconds).
+	RateUp   float64 `json:"rate_up"`
+	RateDown float64 `json:"rate_down"`
+}
+
+// peersPingTimeout bounds the ping Peers sends each peer.
+const peersPingTimeout = time.Second
+
+// Peers lists the connected peers, sorted by peer ID. It pings each (all
+// at once, for peersPingTimeout at most) to measure latency, so it takes
+// up to that long; cancelling ctx ends the pings early.
+func (n *Node) Peers(ctx context.Context) []PeerInfo {
+	h := n.Host
+	ids := h.Network().Peers()
+	slices.Sort(ids)
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, peersPingTimeout)
+			defer cancel()
+			select { // ping.Ping records the RTT in the peerstore
+			case <-ping.Ping(pctx, h, id):
+			case <-pctx.Done():
+			}
+		}()
+	}
+	wg.Wait()
+	out := make([]PeerInfo, 0, len(ids))
+	for _, id := range ids {
+		conns := h.Network().ConnsToPeer(id)
+		if len(conns) == 0 {
+			continue // gone meanwhile
+		}
+		c := conns[0]
+		bw := n.bw.GetBandwidthForPeer(id)
+		dir := "outbound"
+		if c.Stat().Direction == network.DirInbound {
+			dir = "inbound"
+		}
+		out = append(out, PeerInfo{
+			PeerID:    id.String(),
+			Addr:      c.RemoteMultiaddr().String(),
+			Direction: dir,
+			LatencyMS: float64(h.Peerstore().LatencyEWMA(id).Microseconds()) / 1000,
+			BytesUp:   bw.TotalOut,
+			BytesDown: bw.TotalIn,
+			RateUp:    bw.RateOut,
+			RateDown:  bw.RateIn,
+		})
+	}
+	return out
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/ipfs/go-cid"
 	"github.com/urfave/cli/v2"
@@ -108,45 +110,72 @@ func runAdd(ctx context.Context, repo string, opts AddOptions, p *printer) error
 // it, then `ticket <TICKET>` if tk is set (--json: a ticket field). -q
 // prints the CIDs alone, or with quietTickets the tickets alone.
 func addPaths(ctx context.Context, b adder, tk ticketer, opts AddOptions, p *printer, quietTickets bool) error {
-	var added []map[string]any
+	var added []addedEvent
 	for _, path := range opts.Paths {
 		o := opts.AddOptions
-		o.Progress = func(n int64) {
-			p.progress(map[string]any{"path": path, "bytes_done": n}, fmt.Sprintf("adding %s: %s", displayName(path), humanBytes(uint64(n))))
+		var total uint64
+		if p.bars() {
+			total = pathSize(path, o.Hidden)
 		}
+		m := p.addMeter(path, total)
+		o.Progress = func(n int64) { m.update(uint64(n), total, 0) }
 		res, err := b.Add(ctx, path, o)
+		m.end()
 		if err != nil {
 			return fmt.Errorf("adding %s: %w", path, err)
 		}
-		ev := map[string]any{"cid": res.CID.String(), "name": res.Name, "size": res.Size}
-		ticket := ""
+		ev := addedEvent{Type: "added", CID: res.CID.String(), Name: res.Name, Size: res.Size}
 		if tk != nil {
 			t, err := tk.Ticket(ctx, res.CID)
 			if err == nil {
-				ticket, err = t.Encode()
+				ev.Ticket, err = t.Encode()
 			}
 			if err != nil {
 				return fmt.Errorf("making a ticket for %s: %w", res.CID, err)
 			}
-			ev["ticket"] = ticket
 		}
 		added = append(added, ev)
 		if p.quiet && !p.json {
 			if quietTickets {
-				fmt.Fprintln(p.out, ticket)
+				fmt.Fprintln(p.out, ev.Ticket)
 			} else {
 				fmt.Fprintln(p.out, res.CID)
 			}
 			continue
 		}
 		text := fmt.Sprintf("added %s %s", res.CID, displayName(res.Name))
-		if ticket != "" {
-			text += "\nticket " + ticket
+		if ev.Ticket != "" {
+			text += "\nticket " + ev.Ticket
 		}
-		p.result("added", ev, text)
+		p.result(ev, text)
 	}
-	p.event("summary", map[string]any{"added": added})
+	p.event(addSummaryEvent{Type: "summary", Added: added})
 	return nil
+}
+
+// pathSize is about what adding path hashes: the bytes of its regular
+// files (without dot-files unless hidden), for the bar's total and ETA.
+// Errors are left to add to report; what cannot be read counts as 0.
+func pathSize(path string, hidden bool) uint64 {
+	var n uint64
+	filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if p != path && !hidden && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += uint64(fi.Size())
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // hashOnly computes CIDs without a repo (--only-hash).

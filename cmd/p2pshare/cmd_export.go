@@ -101,7 +101,7 @@ func runExport(ctx context.Context, root cid.Cid, opts ExportOptions, p *printer
 	if err != nil {
 		return err
 	}
-	p.result("exported", map[string]any{"cid": root.String(), "path": out, "blocks": st.Blocks, "bytes": st.Bytes},
+	p.result(exportedEvent{Type: "exported", CID: root.String(), Path: out, Blocks: int64(st.Blocks), Bytes: int64(st.Bytes)},
 		fmt.Sprintf("exported %s to %s (%d blocks, %s)", root, out, st.Blocks, humanBytes(uint64(st.Bytes))))
 	return nil
 }

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -25,6 +29,8 @@ type GetOptions struct {
 	Force   bool
 	Timeout time.Duration
 	Seed    bool
+	// Verbose adds a table of the peers that sent data to the summary.
+	Verbose bool
 	peer.NodeOptions
 }
 
@@ -39,6 +45,7 @@ func newGetCommand() *cli.Command {
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing different file at the output path"},
 			&cli.DurationFlag{Name: "timeout", Usage: "give up when no provider is found, or nothing arrives, for this long", Value: peer.DefaultGetTimeout},
 			&cli.BoolFlag{Name: "seed", Usage: "keep serving after completion until interrupted"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "after the summary, print a table of the peers that sent data: bytes, share, wasted"},
 			bootstrapFlag,
 			swarmKeyFlag,
 			noMDNSFlag,
@@ -55,6 +62,7 @@ func newGetCommand() *cli.Command {
 				return err
 			}
 			opts.Out, opts.Force, opts.Timeout, opts.Seed = c.String("output"), c.Bool("force"), c.Duration("timeout"), c.Bool("seed")
+			opts.Verbose = c.Bool("verbose")
 			return runGet(c.Context, c.String("repo"), opts, newPrinter(c))
 		},
 	}
@@ -67,14 +75,11 @@ type getter interface {
 
 func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error {
 	gopts := peer.GetOptions{Path: opts.Path, Out: opts.Out, Force: opts.Force, Timeout: opts.Timeout, Peers: opts.Peers}
-	gopts.Progress = func(g peer.GetProgress) {
-		pct := 0.0
-		if g.BytesTotal > 0 {
-			pct = 100 * float64(g.BytesDone) / float64(g.BytesTotal)
-		}
-		p.progress(map[string]any{"bytes_done": g.BytesDone, "bytes_total": g.BytesTotal, "peers": g.Peers},
-			fmt.Sprintf("%s / %s (%.0f%%) from %d peers", humanBytes(g.BytesDone), humanBytes(g.BytesTotal), pct, g.Peers))
-	}
+	m := p.getMeter("get")
+	var endOnce sync.Once
+	endMeter := func() { endOnce.Do(m.end) }
+	defer endMeter() // first, if nothing else ends it: the bar goes before an error is printed
+	gopts.Progress = func(g peer.GetProgress) { m.update(g.BytesDone, g.BytesTotal, g.Peers) }
 	var g getter
 	var node *peer.Node
 	if cl, err := peer.Dial(repo); err == nil && !opts.Seed {
@@ -103,22 +108,21 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 		g = node
 	}
 	res, err := g.Get(ctx, opts.Root, gopts)
+	endMeter()
 	if err != nil {
 		return err
 	}
-	p.clearProgress()
-	from := map[string]any{}
-	for k, v := range res.From {
-		from[k] = v
+	if res.From == nil {
+		res.From = map[string]uint64{} // "from": {}, never null
 	}
 	if p.json {
-		p.event("summary", map[string]any{"cid": res.CID, "path": res.Path, "bytes": res.Bytes, "seconds": res.Seconds, "from": from, "wasted": res.Wasted})
+		p.event(getSummaryEvent{Type: "summary", CID: res.CID, Path: res.Path, Bytes: res.Bytes, Seconds: res.Seconds,
+			From: res.From, Wasted: res.Wasted, WastedFrom: res.WastedFrom})
 	} else if !p.quiet {
-		rate := 0.0
-		if res.Seconds > 0 {
-			rate = float64(res.Bytes) / res.Seconds
+		fmt.Fprintln(p.out, summaryLine(res))
+		if opts.Verbose {
+			fmt.Fprint(p.out, peerTable(res))
 		}
-		fmt.Fprintf(p.out, "got %s %s (%s in %.1fs, %s/s from %d peers)\n", res.CID, displayName(res.Path), humanBytes(res.Bytes), res.Seconds, humanBytes(uint64(rate)), len(res.From))
 	}
 	if opts.Seed && node != nil {
 		if !p.json && !p.quiet {
@@ -127,4 +131,49 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 		<-ctx.Done()
 	}
 	return nil
+}
+
+// summaryLine is get's result line: `got <CID> <path> (<size> in <time>,
+// <average rate> from <n> peers)`, n counting the peers that sent data.
+// Scripts parse it: extend it only at its end.
+func summaryLine(res peer.GetResult) string {
+	rate := 0.0
+	if res.Seconds > 0 {
+		rate = float64(res.Bytes) / res.Seconds
+	}
+	return fmt.Sprintf("got %s %s (%s in %.1fs, %s/s from %d peers)", res.CID, displayName(res.Path), humanBytes(res.Bytes), res.Seconds, humanBytes(uint64(rate)), len(res.From))
+}
+
+// peerTable is get -v's table of the peers that sent data (or wasted
+// some), most bytes first:
+//
+//	peer                                                  bytes  share  wasted
+//	12D3KooWRm...                                       3.0 MiB  75.0%     0 B
+func peerTable(res peer.GetResult) string {
+	type row struct {
+		id            string
+		bytes, wasted uint64
+	}
+	var rows []row
+	var total uint64
+	for id, b := range res.From {
+		rows = append(rows, row{id, b, res.WastedFrom[id]})
+		total += b
+	}
+	for id, w := range res.WastedFrom {
+		if _, ok := res.From[id]; !ok {
+			rows = append(rows, row{id, 0, w})
+		}
+	}
+	slices.SortFunc(rows, func(a, b row) int { return cmp.Or(cmp.Compare(b.bytes, a.bytes), strings.Compare(a.id, b.id)) })
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%-52s  %10s  %6s  %10s\n", "peer", "bytes", "share", "wasted")
+	for _, r := range rows {
+		share := 0.0
+		if total > 0 {
+			share = 100 * float64(r.bytes) / float64(total)
+		}
+		fmt.Fprintf(&sb, "%-52s  %10s  %5.1f%%  %10s\n", r.id, humanBytes(r.bytes), share, humanBytes(r.wasted))
+	}
+	return sb.String()
 }

@@ -60,8 +60,8 @@ func runImport(ctx context.Context, repo, path string, p *printer) error {
 		if p.quiet {
 			text = r.CID
 		}
-		p.result("imported", map[string]any{"cid": r.CID, "size": r.Size, "dir": r.Dir, "already_shared": r.Shared,
-			"blocks": res.Blocks, "new_blocks": res.New}, text)
+		p.result(importedEvent{Type: "imported", CID: r.CID, Size: uint64(r.Size), Dir: r.Dir, AlreadyShared: r.Shared,
+			Blocks: int(res.Blocks), NewBlocks: int(res.New)}, text)
 	}
 	return nil
 }

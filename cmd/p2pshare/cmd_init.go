@@ -16,7 +16,7 @@ func newInitCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			newPrinter(c).result("id", map[string]any{"peer_id": id.String()}, id.String())
+			newPrinter(c).result(initEvent{Type: "id", PeerID: id.String()}, id.String())
 			return nil
 		},
 	}
@@ -37,14 +37,14 @@ func newIDCommand() *cli.Command {
 				for _, a := range st.Addrs {
 					text += "\n" + a
 				}
-				p.result("id", map[string]any{"peer_id": st.PeerID, "addrs": st.Addrs}, text)
+				p.result(idEvent{Type: "id", PeerID: st.PeerID, Addrs: st.Addrs}, text)
 				return nil
 			}
 			id, err := peer.Init(c.String("repo"))
 			if err != nil {
 				return err
 			}
-			p.result("id", map[string]any{"peer_id": id.String(), "addrs": []string{}}, id.String())
+			p.result(idEvent{Type: "id", PeerID: id.String(), Addrs: []string{}}, id.String())
 			return nil
 		},
 	}

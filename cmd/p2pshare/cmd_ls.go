@@ -26,7 +26,7 @@ func newLsCommand() *cli.Command {
 			}
 			p := newPrinter(c)
 			for _, r := range roots {
-				p.result("root", map[string]any{"cid": r.CID, "name": r.Name, "size": r.Size, "state": r.State, "path": r.Path},
+				p.result(rootEvent{Type: "root", CID: r.CID, Name: r.Name, Size: r.Size, State: r.State, Path: r.Path},
 					strings.Join([]string{r.CID, fmt.Sprintf("%10s", humanBytes(r.Size)), fmt.Sprintf("%-8s", r.State), displayName(r.Name)}, "  "))
 			}
 			return nil
@@ -52,7 +52,7 @@ func newRmCommand() *cli.Command {
 			if err := b.Remove(c.Context, root); err != nil {
 				return err
 			}
-			newPrinter(c).result("removed", map[string]any{"cid": root.String()}, "removed "+root.String())
+			newPrinter(c).result(removedEvent{Type: "removed", CID: root.String()}, "removed "+root.String())
 			return nil
 		},
 	}
@@ -61,23 +61,35 @@ func newRmCommand() *cli.Command {
 func newStatusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "peer ID, addresses, connected peers, routing table size, roots provided, bytes up and down",
+		Usage: "peer ID, addresses, connected peers, routing table size, roots provided, bytes up and down, NAT state and LAN peers",
 		Action: func(c *cli.Context) error {
 			p := newPrinter(c)
 			st, running, err := nodeStatus(c.Context, c.String("repo"))
 			if err != nil {
 				return err
 			}
+			ev := statusEvent{Type: "status", PeerID: st.PeerID, Addrs: st.Addrs, Peers: st.Peers, RoutingTable: st.RoutingTable,
+				Roots: st.Roots, BytesUp: st.BytesUp, BytesDown: st.BytesDown, Running: running,
+				NAT: st.NAT, Relayed: st.Relayed, MDNS: st.MDNS, LANPeers: st.LANPeers}
+			if ev.NAT == "" {
+				ev.NAT = "unknown"
+			}
 			if !running {
-				p.result("status", map[string]any{"peer_id": st.PeerID, "addrs": []string{}, "peers": 0, "routing_table": 0,
-					"roots": st.Roots, "bytes_up": 0, "bytes_down": 0, "running": false},
-					fmt.Sprintf("peer ID:        %s\nseed node:      not running (start one with p2pshare seed)\nroots:          %d", st.PeerID, st.Roots))
+				ev.Addrs = []string{}
+				p.result(ev, fmt.Sprintf("peer ID:        %s\nseed node:      not running (start one with p2pshare seed)\nroots:          %d", st.PeerID, st.Roots))
 				return nil
 			}
-			text := fmt.Sprintf("peer ID:        %s\naddresses:      %s\npeers:          %d\nrouting table:  %d\nroots:          %d\nbytes up/down:  %s / %s",
-				st.PeerID, strings.Join(st.Addrs, "\n                "), st.Peers, st.RoutingTable, st.Roots, humanBytes(uint64(st.BytesUp)), humanBytes(uint64(st.BytesDown)))
-			p.result("status", map[string]any{"peer_id": st.PeerID, "addrs": st.Addrs, "peers": st.Peers, "routing_table": st.RoutingTable,
-				"roots": st.Roots, "bytes_up": st.BytesUp, "bytes_down": st.BytesDown, "running": true}, text)
+			nat := ev.NAT
+			if ev.Relayed {
+				nat += ", reachable through a relay"
+			}
+			lan := "off (--no-mdns)"
+			if ev.MDNS {
+				lan = fmt.Sprintf("%d (mDNS)", ev.LANPeers)
+			}
+			text := fmt.Sprintf("peer ID:        %s\naddresses:      %s\npeers:          %d\nrouting table:  %d\nroots:          %d\nbytes up/down:  %s / %s\nNAT:            %s\nLAN peers:      %s",
+				st.PeerID, strings.Join(st.Addrs, "\n                "), st.Peers, st.RoutingTable, st.Roots, humanBytes(uint64(st.BytesUp)), humanBytes(uint64(st.BytesDown)), nat, lan)
+			p.result(ev, text)
 			return nil
 		},
 	}

@@ -39,7 +39,7 @@ func newSeedCommand() *cli.Command {
 func runSeed(ctx context.Context, repo string, opts peer.NodeOptions, metrics string, p *printer) error {
 	return serveNode(ctx, repo, opts, func(n *peer.Node) error {
 		for _, a := range n.Addrs() {
-			p.result("listening", map[string]any{"addr": a}, "listening "+a)
+			p.result(listeningEvent{Type: "listening", Addr: a}, "listening "+a)
 		}
 		if metrics != "" {
 			if err := serveMetrics(ctx, n, metrics); err != nil {

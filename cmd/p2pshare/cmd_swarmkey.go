@@ -18,7 +18,7 @@ func newSwarmKeyCommand() *cli.Command {
 			key := peer.NewSwarmKey()
 			p := newPrinter(c)
 			if p.json {
-				p.event("swarm_key", map[string]any{"key": string(key)})
+				p.event(swarmKeyEvent{Type: "swarm_key", Key: string(key)})
 				return nil
 			}
 			_, err := p.out.Write(key)

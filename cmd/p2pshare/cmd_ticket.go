@@ -52,6 +52,6 @@ func runTicket(ctx context.Context, repo string, root cid.Cid, p *printer) error
 			addrs = append(addrs, a.String()+"/p2p/"+ai.ID.String())
 		}
 	}
-	p.result("ticket", map[string]any{"cid": root.String(), "ticket": s, "addrs": addrs}, "ticket "+s)
+	p.result(ticketEvent{Type: "ticket", CID: root.String(), Ticket: s, Addrs: addrs}, "ticket "+s)
 	return nil
 }

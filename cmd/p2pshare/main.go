@@ -79,7 +79,7 @@ p2pshare get bafy... -o report.pdf --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3K
 		Commands: []*cli.Command{
 			newInitCommand(), newIDCommand(), newAddCommand(), newGetCommand(),
 			newSeedCommand(), newLsCommand(), newRmCommand(), newStatusCommand(),
-			newSwarmKeyCommand(), newShareCommand(), newTicketCommand(),
+			newSwarmKeyCommand(), newShareCommand(), newTicketCommand(), newPeersCommand(),
 			newExportCommand(), newImportCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
