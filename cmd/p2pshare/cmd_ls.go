@@ -68,9 +68,7 @@ func newStatusCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			ev := statusEvent{Type: "status", PeerID: st.PeerID, Addrs: st.Addrs, Peers: st.Peers, RoutingTable: st.RoutingTable,
-				Roots: st.Roots, BytesUp: st.BytesUp, BytesDown: st.BytesDown, Running: running,
-				NAT: st.NAT, Relayed: st.Relayed, MDNS: st.MDNS, LANPeers: st.LANPeers}
+			ev := statusEvent{Type: "status", Status: st, Running: running}
 			if ev.NAT == "" {
 				ev.NAT = "unknown"
 			}

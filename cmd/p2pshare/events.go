@@ -109,22 +109,12 @@ type removedEvent struct {
 	CID  string `json:"cid"`
 }
 
-// statusEvent is status's result.
+// statusEvent is status's result: the node's Status (NAT "unknown" also
+// when no seed runs) and whether a seed runs.
 type statusEvent struct {
-	Type         string   `json:"type"` // "status"
-	PeerID       string   `json:"peer_id"`
-	Addrs        []string `json:"addrs"`
-	Peers        int      `json:"peers"`
-	RoutingTable int      `json:"routing_table"`
-	Roots        int      `json:"roots"`
-	BytesUp      int64    `json:"bytes_up"`
-	BytesDown    int64    `json:"bytes_down"`
-	Running      bool     `json:"running"`
-	// NAT is "public", "private" or "unknown" (also when no seed runs).
-	NAT      string `json:"nat"`
-	Relayed  bool   `json:"relayed"`
-	MDNS     bool   `json:"mdns"`
-	LANPeers int    `json:"lan_peers"`
+	Type string `json:"type"` // "status"
+	peer.Status
+	Running bool `json:"running"`
 }
 
 // listeningEvent is one address seed listens on.
