@@ -404,3 +404,30 @@ func TestAttackWeakHashes(t *testing.T) {
 		})
 	}
 }
+
+func TestAttackLeafClaimedAtTwoSizes(t *testing.T) {
+	k := newCraft(t)
+	// A leaf L first appears at its true size; its repeats are copied from
+	// there, so a repeat claimed longer would copy what follows L in "a"
+	// (or zeros), one claimed shorter would cut it: bytes not the DAG's.
+	l, secret := k.leaf([]byte("0123456789")), k.leaf([]byte("next bytes"))
+	a := link{name: "a", c: k.file(link{c: l, size: 10}, link{c: secret, size: 10}), size: 100}
+	for name, repeat := range map[string]link{
+		"file part claimed longer":  {name: "b", c: k.file(link{c: l, size: 20}), size: 100},
+		"file part claimed shorter": {name: "b", c: k.file(link{c: l, size: 4}), size: 100},
+		"raw entry claimed longer":  {name: "b", c: l, size: 1000},
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := k.dir(a, repeat)
+			d := k.serve(root)
+			outDir := t.TempDir()
+			_, err := hostileGet(t, d, root, filepath.Join(outDir, "out"))
+			if !errors.Is(err, chunker.ErrMalformed) {
+				t.Fatalf("get err = %v, want the DAG refused as malformed", err)
+			}
+			if got := entries(t, outDir); len(got) != 0 {
+				t.Errorf("the refused download left %v", got)
+			}
+		})
+	}
+}
