@@ -59,6 +59,9 @@ type Stats struct {
 	Size uint64
 	// Entries counts files, folders and symlinks (saturating).
 	Entries uint64
+	// Path is the length in bytes of the longest entry path ("a/b/c",
+	// relative to the root; 0 for a root that is not a folder).
+	Path uint64
 }
 
 func (s Stats) add(o Stats) Stats {
@@ -204,6 +207,11 @@ func (w *walker) check(ctx context.Context, c cid.Cid, depth int) (nodeInfo, err
 				return err
 			}
 			info.Stats = info.add(child.Stats)
+			p := uint64(len(name))
+			if child.Path > 0 {
+				p = satAdd(p, 1+child.Path)
+			}
+			info.Path = max(info.Path, p)
 			return nil
 		})
 		if err != nil {

@@ -431,3 +431,24 @@ func TestAttackLeafClaimedAtTwoSizes(t *testing.T) {
 		})
 	}
 }
+
+func TestAttackPathLongerThanTheSystemTakes(t *testing.T) {
+	k := newCraft(t)
+	// 30 folders of 250-byte names: each name is legal, the path (7.5 KB)
+	// is not. Created one name at a time beneath the output folder it
+	// could be written, but not recorded, served or even Lstat-ed by its
+	// full path: get used to fail after moving it into place.
+	c := k.dir(link{name: "f", c: k.leaf([]byte("deep")), size: 4})
+	for range 30 {
+		c = k.dir(link{name: strings.Repeat("d", 250), c: c, size: 1})
+	}
+	d := k.serve(c)
+	outDir := t.TempDir()
+	t.Cleanup(func() { os.RemoveAll(outDir) })
+	if _, err := hostileGet(t, d, c, filepath.Join(outDir, "out")); !errors.Is(err, ErrPathTooLong) {
+		t.Fatalf("get err = %v, want ErrPathTooLong", err)
+	}
+	if got := entries(t, outDir); len(got) != 0 {
+		t.Errorf("the refused download left %v", got)
+	}
+}

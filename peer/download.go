@@ -31,6 +31,16 @@ var ErrNoSpace = errors.New("not enough space")
 // download did not make (a symlink where a folder or file goes, say).
 var ErrUnsafeOutput = errors.New("unexpected file in partial download")
 
+// ErrPathTooLong means a path of the DAG, beneath the output folder, is
+// longer than the system takes.
+var ErrPathTooLong = errors.New("path too long")
+
+// maxPathLen is the longest path the download writes: Linux's PATH_MAX
+// less its NUL. (Paths are created beneath the output folder one name at
+// a time and could go deeper, but the repo records and serves each file
+// by its full path.)
+const maxPathLen = 4095
+
 // download owns one get in progress: its output folder (every path is
 // opened beneath it through os.Root, never through joined path strings),
 // its partial files, its resume record in the index, and the verification
@@ -152,6 +162,9 @@ func (d *download) Stat(ctx context.Context, get chunker.Getter) (chunker.Stats,
 	free := fsst.Bavail*uint64(fsst.Bsize) + held
 	if stats.Size > free {
 		return stats, fmt.Errorf("%w: needs %s, %s free in %s", ErrNoSpace, FormatBytes(stats.Size), FormatBytes(free), d.dirPath)
+	}
+	if p := uint64(len(d.tempPath())+1) + stats.Path; stats.Path > 0 && p > maxPathLen {
+		return stats, fmt.Errorf("%w: a path in it is %d bytes long beneath %s, over the system's limit of %d", ErrPathTooLong, p, d.dirPath, maxPathLen)
 	}
 	if fsst.Files > 0 && stats.Entries > fsst.Ffree+d.partialEntries() {
 		return stats, fmt.Errorf("%w: needs %d files and folders, %d free in %s", ErrNoSpace, stats.Entries, fsst.Ffree, d.dirPath)
