@@ -452,3 +452,36 @@ func TestAttackPathLongerThanTheSystemTakes(t *testing.T) {
 		t.Errorf("the refused download left %v", got)
 	}
 }
+
+func TestAttackSymlinkRootNotFollowedOnTheNextGet(t *testing.T) {
+	victim := t.TempDir()
+	if err := os.WriteFile(filepath.Join(victim, "big"), []byte("hashing this means following the link"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k := newCraft(t)
+	// A root that is a link to a folder of the user's (or to /): the next
+	// get of it to the same place used to hash everything it points at
+	// (a minute of /usr here) to see whether the result was there already.
+	root := k.symlink(victim)
+	d := k.serve(root)
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := hostileGet(t, d, root, out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hostileGet(t, d, root, out); err != nil {
+		t.Fatalf("the same get again: %v, want the link recognised as the result", err)
+	}
+	// Killed between moving the link into place and recording it: adopted
+	// as it is, the folder it points at not indexed.
+	ctx := context.Background()
+	if err := d.Repo.index.putRoot(ctx, root, rootRecord{Name: "out", Path: out, Temp: tempPath(out), State: StatePartial}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hostileGet(t, d, root, out); err != nil {
+		t.Fatal(err)
+	}
+	roots, err := d.Repo.List(ctx)
+	if err != nil || len(roots) != 1 || roots[0].CID != root.String() || roots[0].State != StateComplete {
+		t.Fatalf("ls: %+v %v, want only the link's root, complete", roots, err)
+	}
+}
