@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -528,7 +529,7 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 			return 0, err
 		}
 	}
-	files, err := d.ix.rootFiles(ctx, d.root)
+	files, err := d.ownFiles(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -568,6 +569,23 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 		return 0, err
 	}
 	return size, d.ix.putRoot(ctx, d.root, rootRecord{Name: d.final, Size: size, Dir: d.isDir, Path: out, State: StateComplete, Added: time.Now().UTC()})
+}
+
+// ownFiles lists the file records of this download's partial files: the
+// root's records also name the files of any copy of it the repo holds
+// elsewhere (a get of a root already held, to another path).
+func (d *download) ownFiles(ctx context.Context) (map[string]fileRecord, error) {
+	files, err := d.ix.rootFiles(ctx, d.root)
+	if err != nil {
+		return nil, err
+	}
+	tmp := d.tempPath()
+	for id, f := range files {
+		if f.Path != tmp && !strings.HasPrefix(f.Path, tmp+string(filepath.Separator)) {
+			delete(files, id)
+		}
+	}
+	return files, nil
 }
 
 // fill copies the repeats of a file from where their bytes first appear.
