@@ -485,3 +485,36 @@ func TestAttackSymlinkRootNotFollowedOnTheNextGet(t *testing.T) {
 		t.Fatalf("ls: %+v %v, want only the link's root, complete", roots, err)
 	}
 }
+
+func TestAttackAnotherDAGsPartialNotResumed(t *testing.T) {
+	k := newCraft(t)
+	var parts []link
+	var body []byte
+	for i := range 16 {
+		b := bytes.Repeat([]byte{byte(i)}, 32<<10)
+		parts = append(parts, link{c: k.leaf(b), size: uint64(len(b))})
+		body = append(body, b...)
+	}
+	want := k.file(parts...)
+	root := k.dir(link{name: "f.bin", c: want, size: 512 << 10})
+	// Another DAG got to the same output takes the partial folder over;
+	// the first get, resumed, must not keep what that one put there.
+	other := k.dir(link{name: "f.bin", c: k.file(parts[8:]...), size: 1}, link{name: "planted", c: want, size: 1})
+	d := k.serve(root, transfer.WithMaxUpload(2<<20))
+	var leaves []cid.Cid
+	chunker.Leaves(context.Background(), other, k.st.Get, func(c cid.Cid) error { leaves = append(leaves, c); return nil })
+	k.st.SetLeaves(other, leaves)
+	out := filepath.Join(t.TempDir(), "out")
+	interrupted(t, d, root, out, 64<<10)
+	interrupted(t, d, other, out, 64<<10)
+	if _, err := hostileGet(t, d, root, out); err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(t, out); len(got) != 1 || got[0] != "f.bin" {
+		t.Fatalf("the result holds %v, want only the DAG's f.bin", got)
+	}
+	got, _ := os.ReadFile(filepath.Join(out, "f.bin"))
+	if !bytes.Equal(got, body) {
+		t.Fatalf("f.bin: %d bytes that are not the DAG's", len(got))
+	}
+}

@@ -230,8 +230,13 @@ func (d *download) Open(ctx context.Context, out string) error {
 		for id, f := range files {
 			known[f.Path] = id
 		}
-	} else if err := d.dir.RemoveAll(d.part); err != nil {
-		return fmt.Errorf("clearing an old partial download: %w", err)
+	} else {
+		if err := d.disown(ctx); err != nil {
+			return err
+		}
+		if err := d.dir.RemoveAll(d.part); err != nil {
+			return fmt.Errorf("clearing an old partial download: %w", err)
+		}
 	}
 	if err := d.ix.putRoot(ctx, d.root, rootRecord{Name: d.final, Dir: d.isDir, Path: out, Temp: d.tempPath(), State: StatePartial, Added: time.Now().UTC()}); err != nil {
 		return err
@@ -264,6 +269,28 @@ func (d *download) Open(ctx context.Context, out string) error {
 			if err := d.WriteLeaf(ctx, c, data); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// disown makes any other root's partial download at this one's path
+// unresumable: this download takes the folder over, and a resumed get of
+// the other root would keep what this one put there (files of another
+// DAG in its result).
+func (d *download) disown(ctx context.Context) error {
+	roots, err := d.ix.roots(ctx)
+	if err != nil {
+		return err
+	}
+	tmp := d.tempPath()
+	for _, r := range roots {
+		if r.CID.Equals(d.root) || r.State != StatePartial || r.Temp != tmp {
+			continue
+		}
+		r.Temp = ""
+		if err := d.ix.putRoot(ctx, r.CID, r.rootRecord); err != nil {
+			return err
 		}
 	}
 	return nil
