@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -517,4 +518,33 @@ func TestAttackAnotherDAGsPartialNotResumed(t *testing.T) {
 	if !bytes.Equal(got, body) {
 		t.Fatalf("f.bin: %d bytes that are not the DAG's", len(got))
 	}
+}
+
+func TestManyFilesAreProgressNotAStall(t *testing.T) {
+	k := newCraft(t)
+	// 1500 empty files from 3 blocks: making them is local work that
+	// moves no bytes; it must not count as a stall (100k of them took
+	// 73 s here, over the default 60 s timeout).
+	empty := k.leaf(nil)
+	var ents, subs []link
+	for i := range 750 {
+		ents = append(ents, link{name: fmt.Sprintf("f%04d", i), c: empty})
+	}
+	inner := k.dir(ents...)
+	for i := range 2 {
+		subs = append(subs, link{name: fmt.Sprint(i), c: inner, size: 1})
+	}
+	root := k.dir(subs...)
+	d := k.serve(root)
+	out := filepath.Join(t.TempDir(), "out")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := d.Get(ctx, root, GetOptions{Out: out, Timeout: 300 * time.Millisecond}); err != nil {
+		t.Fatalf("get after %v: %v", time.Since(start), err)
+	}
+	if es, err := os.ReadDir(filepath.Join(out, "1")); err != nil || len(es) != 750 {
+		t.Fatalf("out/1 holds %d entries (%v)", len(es), err)
+	}
+	t.Logf("1500 empty files in %v", time.Since(start))
 }

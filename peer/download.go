@@ -61,6 +61,9 @@ type download struct {
 	// partial download and of the result.
 	dirPath, part, final string
 	isDir                bool // the root is a folder (set by Open)
+	// busy, if set, is called for each entry Open and Finish work on:
+	// making 100k files is progress, not a stalled download.
+	busy func()
 
 	mu     sync.Mutex
 	synced time.Time         // when the index was last synced
@@ -97,6 +100,12 @@ func openDownload(st *Store, root cid.Cid, out string) (*download, error) {
 		dirPath: filepath.Clean(dirPath), part: partName(final), final: final,
 		leaf: map[cid.Cid]*slot{},
 	}, nil
+}
+
+func (d *download) working() {
+	if d.busy != nil {
+		d.busy()
+	}
 }
 
 // Close releases the output folder.
@@ -299,6 +308,7 @@ func (d *download) disown(ctx context.Context) error {
 // create makes (or, resuming, checks) one entry of the partial download
 // and records its files' slots. Symlinks are made by Finish.
 func (d *download) create(ctx context.Context, b *batch, e chunker.Entry, known map[string]string) error {
+	d.working()
 	rel := d.rel(e.Path)
 	fi, err := d.dir.Lstat(rel)
 	exists := err == nil
@@ -520,6 +530,7 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 	var size uint64
 	buf := make([]byte, 1<<20)
 	err := chunker.Walk(ctx, d.root, d.st.localGet, func(e chunker.Entry) error {
+		d.working()
 		switch e.Kind {
 		case chunker.KindSymlink:
 			symlinks++
@@ -538,6 +549,7 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 			if e.Kind != chunker.KindSymlink {
 				return nil
 			}
+			d.working()
 			rel := d.rel(e.Path)
 			if fi, err := d.dir.Lstat(rel); err == nil {
 				if fi.Mode()&fs.ModeSymlink == 0 {
@@ -565,6 +577,7 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 		if err != nil {
 			return 0, err
 		}
+		d.working()
 		if err := d.sync(rel); err != nil {
 			return 0, fmt.Errorf("flushing %q: %w", rel, err)
 		}

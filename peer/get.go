@@ -139,6 +139,7 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		return GetResult{}, err
 	}
 	defer d.Close()
+	d.busy = touch
 	var prov transfer.Providers = n.DHT
 	if len(opts.Peers) > 0 {
 		prov = hinted{peers: opts.Peers, next: n.DHT}
