@@ -59,6 +59,9 @@ type Stats struct {
 	Size uint64
 	// Entries counts files, folders and symlinks (saturating).
 	Entries uint64
+	// Path is the length in bytes of the longest entry path ("a/b/c",
+	// relative to the root; 0 for a root that is not a folder).
+	Path uint64
 }
 
 func (s Stats) add(o Stats) Stats {
@@ -122,6 +125,7 @@ func Leaves(ctx context.Context, root cid.Cid, get Getter, fn func(cid.Cid) erro
 type walker struct {
 	get     Getter
 	checked map[cid.Cid]nodeInfo // dag-pb blocks checked, by check
+	leaves  map[cid.Cid]uint64   // raw leaves' claimed sizes, by check
 	first   map[cid.Cid]place    // where a leaf or file node first appeared, by emit
 }
 
@@ -136,7 +140,7 @@ type place struct {
 }
 
 func newWalker(get Getter) *walker {
-	return &walker{get: get, checked: map[cid.Cid]nodeInfo{}, first: map[cid.Cid]place{}}
+	return &walker{get: get, checked: map[cid.Cid]nodeInfo{}, leaves: map[cid.Cid]uint64{}, first: map[cid.Cid]place{}}
 }
 
 func (w *walker) fetch(ctx context.Context, c cid.Cid) (*Node, error) {
@@ -203,6 +207,11 @@ func (w *walker) check(ctx context.Context, c cid.Cid, depth int) (nodeInfo, err
 				return err
 			}
 			info.Stats = info.add(child.Stats)
+			p := uint64(len(name))
+			if child.Path > 0 {
+				p = satAdd(p, 1+child.Path)
+			}
+			info.Path = max(info.Path, p)
 			return nil
 		})
 		if err != nil {
@@ -224,7 +233,23 @@ func (w *walker) checkChild(ctx context.Context, l Link, depth int) (nodeInfo, e
 	if l.Size > MaxBlockSize {
 		return nodeInfo{}, fmt.Errorf("%w: raw entry of %d bytes", ErrMalformed, l.Size)
 	}
+	if err := w.leafSize(l.CID, l.Size); err != nil {
+		return nodeInfo{}, err
+	}
 	return nodeInfo{kind: KindFile, Stats: Stats{Size: l.Size, Entries: 1}}, nil
+}
+
+// leafSize records the size a link claims for raw leaf c, refusing a DAG
+// that claims two sizes for one leaf: the bytes of a repeat are copied
+// from the leaf's first place, so a repeat claimed longer would copy the
+// bytes that follow it there (or zeros), and one claimed shorter would
+// cut it, and the result would not be the DAG's.
+func (w *walker) leafSize(c cid.Cid, size uint64) error {
+	if s, ok := w.leaves[c]; ok && s != size {
+		return fmt.Errorf("%w: leaf %s claimed as %d and as %d bytes", ErrMalformed, c, s, size)
+	}
+	w.leaves[c] = size
+	return nil
 }
 
 // checkFile checks that every part of file node n (CID c) is a leaf of at
@@ -238,6 +263,9 @@ func (w *walker) checkFile(ctx context.Context, c cid.Cid, n *Node, depth int) e
 		if isRawCID(l.CID) {
 			if size > MaxBlockSize {
 				return fmt.Errorf("%w: leaf of %d bytes", ErrMalformed, size)
+			}
+			if err := w.leafSize(l.CID, size); err != nil {
+				return err
 			}
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -403,4 +404,147 @@ func TestAttackWeakHashes(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAttackLeafClaimedAtTwoSizes(t *testing.T) {
+	k := newCraft(t)
+	// A leaf L first appears at its true size; its repeats are copied from
+	// there, so a repeat claimed longer would copy what follows L in "a"
+	// (or zeros), one claimed shorter would cut it: bytes not the DAG's.
+	l, secret := k.leaf([]byte("0123456789")), k.leaf([]byte("next bytes"))
+	a := link{name: "a", c: k.file(link{c: l, size: 10}, link{c: secret, size: 10}), size: 100}
+	for name, repeat := range map[string]link{
+		"file part claimed longer":  {name: "b", c: k.file(link{c: l, size: 20}), size: 100},
+		"file part claimed shorter": {name: "b", c: k.file(link{c: l, size: 4}), size: 100},
+		"raw entry claimed longer":  {name: "b", c: l, size: 1000},
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := k.dir(a, repeat)
+			d := k.serve(root)
+			outDir := t.TempDir()
+			_, err := hostileGet(t, d, root, filepath.Join(outDir, "out"))
+			if !errors.Is(err, chunker.ErrMalformed) {
+				t.Fatalf("get err = %v, want the DAG refused as malformed", err)
+			}
+			if got := entries(t, outDir); len(got) != 0 {
+				t.Errorf("the refused download left %v", got)
+			}
+		})
+	}
+}
+
+func TestAttackPathLongerThanTheSystemTakes(t *testing.T) {
+	k := newCraft(t)
+	// 30 folders of 250-byte names: each name is legal, the path (7.5 KB)
+	// is not. Created one name at a time beneath the output folder it
+	// could be written, but not recorded, served or even Lstat-ed by its
+	// full path: get used to fail after moving it into place.
+	c := k.dir(link{name: "f", c: k.leaf([]byte("deep")), size: 4})
+	for range 30 {
+		c = k.dir(link{name: strings.Repeat("d", 250), c: c, size: 1})
+	}
+	d := k.serve(c)
+	outDir := t.TempDir()
+	t.Cleanup(func() { os.RemoveAll(outDir) })
+	if _, err := hostileGet(t, d, c, filepath.Join(outDir, "out")); !errors.Is(err, ErrPathTooLong) {
+		t.Fatalf("get err = %v, want ErrPathTooLong", err)
+	}
+	if got := entries(t, outDir); len(got) != 0 {
+		t.Errorf("the refused download left %v", got)
+	}
+}
+
+func TestAttackSymlinkRootNotFollowedOnTheNextGet(t *testing.T) {
+	victim := t.TempDir()
+	if err := os.WriteFile(filepath.Join(victim, "big"), []byte("hashing this means following the link"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k := newCraft(t)
+	// A root that is a link to a folder of the user's (or to /): the next
+	// get of it to the same place used to hash everything it points at
+	// (a minute of /usr here) to see whether the result was there already.
+	root := k.symlink(victim)
+	d := k.serve(root)
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := hostileGet(t, d, root, out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hostileGet(t, d, root, out); err != nil {
+		t.Fatalf("the same get again: %v, want the link recognised as the result", err)
+	}
+	// Killed between moving the link into place and recording it: adopted
+	// as it is, the folder it points at not indexed.
+	ctx := context.Background()
+	if err := d.Repo.index.putRoot(ctx, root, rootRecord{Name: "out", Path: out, Temp: tempPath(out), State: StatePartial}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hostileGet(t, d, root, out); err != nil {
+		t.Fatal(err)
+	}
+	roots, err := d.Repo.List(ctx)
+	if err != nil || len(roots) != 1 || roots[0].CID != root.String() || roots[0].State != StateComplete {
+		t.Fatalf("ls: %+v %v, want only the link's root, complete", roots, err)
+	}
+}
+
+func TestAttackAnotherDAGsPartialNotResumed(t *testing.T) {
+	k := newCraft(t)
+	var parts []link
+	var body []byte
+	for i := range 16 {
+		b := bytes.Repeat([]byte{byte(i)}, 32<<10)
+		parts = append(parts, link{c: k.leaf(b), size: uint64(len(b))})
+		body = append(body, b...)
+	}
+	want := k.file(parts...)
+	root := k.dir(link{name: "f.bin", c: want, size: 512 << 10})
+	// Another DAG got to the same output takes the partial folder over;
+	// the first get, resumed, must not keep what that one put there.
+	other := k.dir(link{name: "f.bin", c: k.file(parts[8:]...), size: 1}, link{name: "planted", c: want, size: 1})
+	d := k.serve(root, transfer.WithMaxUpload(2<<20))
+	var leaves []cid.Cid
+	chunker.Leaves(context.Background(), other, k.st.Get, func(c cid.Cid) error { leaves = append(leaves, c); return nil })
+	k.st.SetLeaves(other, leaves)
+	out := filepath.Join(t.TempDir(), "out")
+	interrupted(t, d, root, out, 64<<10)
+	interrupted(t, d, other, out, 64<<10)
+	if _, err := hostileGet(t, d, root, out); err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(t, out); len(got) != 1 || got[0] != "f.bin" {
+		t.Fatalf("the result holds %v, want only the DAG's f.bin", got)
+	}
+	got, _ := os.ReadFile(filepath.Join(out, "f.bin"))
+	if !bytes.Equal(got, body) {
+		t.Fatalf("f.bin: %d bytes that are not the DAG's", len(got))
+	}
+}
+
+func TestManyFilesAreProgressNotAStall(t *testing.T) {
+	k := newCraft(t)
+	// 1500 empty files from 3 blocks: making them is local work that
+	// moves no bytes; it must not count as a stall (100k of them took
+	// 73 s here, over the default 60 s timeout).
+	empty := k.leaf(nil)
+	var ents, subs []link
+	for i := range 750 {
+		ents = append(ents, link{name: fmt.Sprintf("f%04d", i), c: empty})
+	}
+	inner := k.dir(ents...)
+	for i := range 2 {
+		subs = append(subs, link{name: fmt.Sprint(i), c: inner, size: 1})
+	}
+	root := k.dir(subs...)
+	d := k.serve(root)
+	out := filepath.Join(t.TempDir(), "out")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := d.Get(ctx, root, GetOptions{Out: out, Timeout: 300 * time.Millisecond}); err != nil {
+		t.Fatalf("get after %v: %v", time.Since(start), err)
+	}
+	if es, err := os.ReadDir(filepath.Join(out, "1")); err != nil || len(es) != 750 {
+		t.Fatalf("out/1 holds %d entries (%v)", len(es), err)
+	}
+	t.Logf("1500 empty files in %v", time.Since(start))
 }

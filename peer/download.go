@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -31,6 +32,16 @@ var ErrNoSpace = errors.New("not enough space")
 // download did not make (a symlink where a folder or file goes, say).
 var ErrUnsafeOutput = errors.New("unexpected file in partial download")
 
+// ErrPathTooLong means a path of the DAG, beneath the output folder, is
+// longer than the system takes.
+var ErrPathTooLong = errors.New("path too long")
+
+// maxPathLen is the longest path the download writes: Linux's PATH_MAX
+// less its NUL. (Paths are created beneath the output folder one name at
+// a time and could go deeper, but the repo records and serves each file
+// by its full path.)
+const maxPathLen = 4095
+
 // download owns one get in progress: its output folder (every path is
 // opened beneath it through os.Root, never through joined path strings),
 // its partial files, its resume record in the index, and the verification
@@ -50,6 +61,9 @@ type download struct {
 	// partial download and of the result.
 	dirPath, part, final string
 	isDir                bool // the root is a folder (set by Open)
+	// busy, if set, is called for each entry Open and Finish work on:
+	// making 100k files is progress, not a stalled download.
+	busy func()
 
 	mu     sync.Mutex
 	synced time.Time         // when the index was last synced
@@ -86,6 +100,12 @@ func openDownload(st *Store, root cid.Cid, out string) (*download, error) {
 		dirPath: filepath.Clean(dirPath), part: partName(final), final: final,
 		leaf: map[cid.Cid]*slot{},
 	}, nil
+}
+
+func (d *download) working() {
+	if d.busy != nil {
+		d.busy()
+	}
 }
 
 // Close releases the output folder.
@@ -153,6 +173,9 @@ func (d *download) Stat(ctx context.Context, get chunker.Getter) (chunker.Stats,
 	if stats.Size > free {
 		return stats, fmt.Errorf("%w: needs %s, %s free in %s", ErrNoSpace, FormatBytes(stats.Size), FormatBytes(free), d.dirPath)
 	}
+	if p := uint64(len(d.tempPath())+1) + stats.Path; stats.Path > 0 && p > maxPathLen {
+		return stats, fmt.Errorf("%w: a path in it is %d bytes long beneath %s, over the system's limit of %d", ErrPathTooLong, p, d.dirPath, maxPathLen)
+	}
 	if fsst.Files > 0 && stats.Entries > fsst.Ffree+d.partialEntries() {
 		return stats, fmt.Errorf("%w: needs %d files and folders, %d free in %s", ErrNoSpace, stats.Entries, fsst.Ffree, d.dirPath)
 	}
@@ -216,8 +239,13 @@ func (d *download) Open(ctx context.Context, out string) error {
 		for id, f := range files {
 			known[f.Path] = id
 		}
-	} else if err := d.dir.RemoveAll(d.part); err != nil {
-		return fmt.Errorf("clearing an old partial download: %w", err)
+	} else {
+		if err := d.disown(ctx); err != nil {
+			return err
+		}
+		if err := d.dir.RemoveAll(d.part); err != nil {
+			return fmt.Errorf("clearing an old partial download: %w", err)
+		}
 	}
 	if err := d.ix.putRoot(ctx, d.root, rootRecord{Name: d.final, Dir: d.isDir, Path: out, Temp: d.tempPath(), State: StatePartial, Added: time.Now().UTC()}); err != nil {
 		return err
@@ -255,9 +283,32 @@ func (d *download) Open(ctx context.Context, out string) error {
 	return nil
 }
 
+// disown makes any other root's partial download at this one's path
+// unresumable: this download takes the folder over, and a resumed get of
+// the other root would keep what this one put there (files of another
+// DAG in its result).
+func (d *download) disown(ctx context.Context) error {
+	roots, err := d.ix.roots(ctx)
+	if err != nil {
+		return err
+	}
+	tmp := d.tempPath()
+	for _, r := range roots {
+		if r.CID.Equals(d.root) || r.State != StatePartial || r.Temp != tmp {
+			continue
+		}
+		r.Temp = ""
+		if err := d.ix.putRoot(ctx, r.CID, r.rootRecord); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // create makes (or, resuming, checks) one entry of the partial download
 // and records its files' slots. Symlinks are made by Finish.
 func (d *download) create(ctx context.Context, b *batch, e chunker.Entry, known map[string]string) error {
+	d.working()
 	rel := d.rel(e.Path)
 	fi, err := d.dir.Lstat(rel)
 	exists := err == nil
@@ -479,6 +530,7 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 	var size uint64
 	buf := make([]byte, 1<<20)
 	err := chunker.Walk(ctx, d.root, d.st.localGet, func(e chunker.Entry) error {
+		d.working()
 		switch e.Kind {
 		case chunker.KindSymlink:
 			symlinks++
@@ -497,6 +549,7 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 			if e.Kind != chunker.KindSymlink {
 				return nil
 			}
+			d.working()
 			rel := d.rel(e.Path)
 			if fi, err := d.dir.Lstat(rel); err == nil {
 				if fi.Mode()&fs.ModeSymlink == 0 {
@@ -515,7 +568,7 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 			return 0, err
 		}
 	}
-	files, err := d.ix.rootFiles(ctx, d.root)
+	files, err := d.ownFiles(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -524,6 +577,7 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 		if err != nil {
 			return 0, err
 		}
+		d.working()
 		if err := d.sync(rel); err != nil {
 			return 0, fmt.Errorf("flushing %q: %w", rel, err)
 		}
@@ -555,6 +609,23 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 		return 0, err
 	}
 	return size, d.ix.putRoot(ctx, d.root, rootRecord{Name: d.final, Size: size, Dir: d.isDir, Path: out, State: StateComplete, Added: time.Now().UTC()})
+}
+
+// ownFiles lists the file records of this download's partial files: the
+// root's records also name the files of any copy of it the repo holds
+// elsewhere (a get of a root already held, to another path).
+func (d *download) ownFiles(ctx context.Context) (map[string]fileRecord, error) {
+	files, err := d.ix.rootFiles(ctx, d.root)
+	if err != nil {
+		return nil, err
+	}
+	tmp := d.tempPath()
+	for id, f := range files {
+		if f.Path != tmp && !strings.HasPrefix(f.Path, tmp+string(filepath.Separator)) {
+			delete(files, id)
+		}
+	}
+	return files, nil
 }
 
 // fill copies the repeats of a file from where their bytes first appear.

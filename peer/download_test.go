@@ -1,7 +1,9 @@
 package peer
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -55,5 +57,28 @@ func TestKilledAfterRenameIsAdopted(t *testing.T) {
 	}
 	if got := readAll(t, b.Repo, root); string(got) != string(data) {
 		t.Fatal("the adopted result is not served as it is")
+	}
+}
+
+// A root already held is got again to other places: the download's
+// records are its own, not those of the copies elsewhere (a shorter name
+// beside the first copy used to panic, another folder to fail flushing
+// "../first").
+func TestGetHeldRootToOtherPlaces(t *testing.T) {
+	a := startNode(t, NodeOptions{})
+	root, data := addFile(t, a, 3<<20, 0)
+	b := startNode(t, NodeOptions{}, a)
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, out := range []string{filepath.Join(dir, "a-long-name.bin"), filepath.Join(dir, "b"), filepath.Join(t.TempDir(), "c")} {
+		if _, err := b.Get(ctx, root, GetOptions{Out: out}); err != nil {
+			t.Fatalf("get to %s: %v", out, err)
+		}
+		if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s: %d bytes (%v), not the content", out, len(got), err)
+		}
+	}
+	if got := readAll(t, b.Repo, root); !bytes.Equal(got, data) {
+		t.Fatal("the root is not served as it is")
 	}
 }

@@ -181,6 +181,7 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		return GetResult{}, err
 	}
 	defer d.Close()
+	d.busy = touch
 	// A sub-root's session names the sub-root in HELLO (seeds of root
 	// answer for any folder or file whose structure they hold, see
 	// Store.Leaves) and finds peers through root's providers (alsoRoot).
@@ -369,6 +370,10 @@ func (n *Node) adoptFinished(ctx context.Context, root cid.Cid, out string) erro
 	if err != nil || rec.State != StatePartial || rec.Temp != tempPath(out) {
 		return nil
 	}
+	if n.isSymlinkRoot(ctx, root, out) {
+		// Nothing to index (and Add would follow the link).
+		return n.Repo.index.putRoot(ctx, root, rootRecord{Name: filepath.Base(out), Path: out, State: StateComplete, Added: time.Now().UTC()})
+	}
 	if err := n.Repo.Remove(ctx, root); err != nil {
 		return err
 	}
@@ -379,15 +384,36 @@ func (n *Node) adoptFinished(ctx context.Context, root cid.Cid, out string) erro
 // alreadyThere reports whether out already holds root. A different file
 // there is an error unless force is set.
 func (n *Node) alreadyThere(ctx context.Context, root cid.Cid, out string, force bool) (bool, error) {
-	if _, err := os.Lstat(out); errors.Is(err, fs.ErrNotExist) {
+	fi, err := os.Lstat(out)
+	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
-	res, err := chunker.AddPath(ctx, out, chunker.Options{Hidden: true}, chunker.Discard)
-	if err == nil && res.CID.Equals(root) {
+	if err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		// A symlink is compared as one, never followed: a DAG whose root
+		// is a link to / would have the next get hash the whole disk.
+		if n.isSymlinkRoot(ctx, root, out) {
+			return true, nil
+		}
+	} else if res, err := chunker.AddPath(ctx, out, chunker.Options{Hidden: true}, chunker.Discard); err == nil && res.CID.Equals(root) {
 		return true, nil
 	}
 	if force {
 		return false, nil
 	}
 	return false, fmt.Errorf("%s holds other content (use --force to replace it): %w", out, ErrExists)
+}
+
+// isSymlinkRoot reports whether root is a symlink node, held in the repo,
+// whose target is the one of the symlink at out.
+func (n *Node) isSymlinkRoot(ctx context.Context, root cid.Cid, out string) bool {
+	data, err := n.Repo.store().localGet(ctx, root)
+	if err != nil {
+		return false
+	}
+	nd, err := chunker.Decode(root, data)
+	if err != nil || nd.Kind != chunker.KindSymlink {
+		return false
+	}
+	target, err := os.Readlink(out)
+	return err == nil && target == string(nd.Data)
 }
