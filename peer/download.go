@@ -134,9 +134,10 @@ func (d *download) rel(p string) string {
 func (d *download) Has(ctx context.Context, c cid.Cid) (bool, error) {
 	d.mu.Lock()
 	s := d.leaf[c]
+	done := s != nil && s.done
 	d.mu.Unlock()
 	if s != nil {
-		return s.done, nil
+		return done, nil
 	}
 	return d.st.Has(ctx, c)
 }
@@ -270,10 +271,7 @@ func (d *download) Open(ctx context.Context, out string) error {
 		return err
 	}
 	// Leaves this repo holds elsewhere are copied, not fetched.
-	for c, s := range d.leaf {
-		if s.done {
-			continue
-		}
+	for _, c := range d.missing() {
 		if data, err := d.st.Get(ctx, c); err == nil {
 			if err := d.WriteLeaf(ctx, c, data); err != nil {
 				return err
@@ -442,8 +440,9 @@ func (d *download) read(s *slot, buf []byte) ([]byte, error) {
 func (d *download) WriteLeaf(ctx context.Context, c cid.Cid, data []byte) error {
 	d.mu.Lock()
 	s := d.leaf[c]
+	done := s == nil || s.done
 	d.mu.Unlock()
-	if s == nil || s.done {
+	if done {
 		return nil
 	}
 	if uint64(len(data)) != s.size {
