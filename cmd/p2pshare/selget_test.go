@@ -43,7 +43,7 @@ func TestGetPathProcess(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("get CID/b/file.bin: %+v", r)
 	}
-	checkFile(t, filepath.Join(work, "file.bin"), files["b/file.bin"])
+	sameBytes(t, filepath.Join(work, "file.bin"), files["b/file.bin"])
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	var sum struct {
 		Type  string
@@ -71,8 +71,8 @@ func TestGetPathProcess(t *testing.T) {
 	if r := run(t, "--repo", repoC, "get", "/ipfs/"+root+"/b", "-o", outC, "--timeout", "30s"); r.code != 0 {
 		t.Fatalf("get /ipfs/CID/b through a seed: %+v", r)
 	}
-	checkFile(t, filepath.Join(outC, "file.bin"), files["b/file.bin"])
-	checkFile(t, filepath.Join(outC, "sub", "x.bin"), files["b/sub/x.bin"])
+	sameBytes(t, filepath.Join(outC, "file.bin"), files["b/file.bin"])
+	sameBytes(t, filepath.Join(outC, "sub", "x.bin"), files["b/sub/x.bin"])
 	if _, err := os.Stat(filepath.Join(outC, "one.bin")); err == nil {
 		t.Fatal("get CID/b fetched more than b")
 	}
@@ -89,7 +89,7 @@ func TestGetPathProcess(t *testing.T) {
 	if r := run(t, "--repo", filepath.Join(dir, "d"), "get", strings.TrimSpace(tk.stdout)+"/c/three.bin", "-o", outT, "--listen", "/ip4/127.0.0.1/tcp/0", "--timeout", "30s"); r.code != 0 {
 		t.Fatalf("get TICKET/c/three.bin: %+v", r)
 	}
-	checkFile(t, outT, files["c/three.bin"])
+	sameBytes(t, outT, files["c/three.bin"])
 
 	// Missing and unsafe paths.
 	r = run(t, "--repo", repoC, "get", root+"/b/nope", "-o", filepath.Join(dir, "nope"), "--timeout", "10s")

@@ -1,26 +1,13 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// checkFile fails the test unless path holds want.
-func checkFile(t *testing.T, path string, want []byte) {
-	t.Helper()
-	got, err := os.ReadFile(path)
-	if err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("%s: bytes differ from the original (err %v)", path, err)
-	}
-}
 
 // TestTicketProcess: add through a seed prints a ticket; with it alone a
 // fresh repo gets the file (no --bootstrap), and so does another seed
@@ -65,7 +52,7 @@ func TestTicketProcess(t *testing.T) {
 	if r := run(t, "--repo", filepath.Join(dir, "b"), "get", ticket, "-o", out, "--listen", "/ip4/127.0.0.1/tcp/0", "--timeout", "30s"); r.code != 0 {
 		t.Fatalf("get TICKET with no bootstrap: %+v", r)
 	}
-	checkFile(t, out, data)
+	sameBytes(t, out, data)
 
 	repoC := filepath.Join(dir, "c")
 	seed(t, repoC) // knows no peer: only the ticket leads it to A
@@ -73,7 +60,7 @@ func TestTicketProcess(t *testing.T) {
 	if r := run(t, "--repo", repoC, "get", ticket, "-o", outC, "--timeout", "30s"); r.code != 0 {
 		t.Fatalf("get TICKET through a seed: %+v", r)
 	}
-	checkFile(t, outC, data)
+	sameBytes(t, outC, data)
 }
 
 // TestShareProcess: share with no seed running serves until SIGINT (then
@@ -84,62 +71,28 @@ func TestShareProcess(t *testing.T) {
 	src := filepath.Join(dir, "f.bin")
 	data := writeRandom(t, src, 1<<20+3)
 	repoA := filepath.Join(dir, "a")
-	cmd := exec.Command(bin, "--repo", repoA, "share", "--listen", "/ip4/127.0.0.1/tcp/0", src)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	sh := start(t, "share", "--repo", repoA, "share", "--listen", loopback, src)
+	ticket := strings.TrimPrefix(sh.firstLine(t, "ticket ", 30*time.Second), "ticket ")
+	if lines := strings.Split(sh.outText(), "\n"); !strings.HasPrefix(lines[0], "added ") || !strings.HasSuffix(lines[0], " f.bin") {
+		t.Fatalf("share printed %q first, want added <CID> f.bin", lines[0])
 	}
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() { cmd.Process.Kill() })
-	next := func() string {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("share ended early: %s", errb.String())
-			}
-			return l
-		case <-time.After(30 * time.Second):
-			t.Fatal("share printed nothing within 30 s")
-		}
-		return ""
-	}
-	if l := next(); !strings.HasPrefix(l, "added ") || !strings.HasSuffix(l, " f.bin") {
-		t.Fatalf("share printed %q first, want added <CID> f.bin", l)
-	}
-	ticket, ok := strings.CutPrefix(next(), "ticket ")
-	if !ok || !strings.HasPrefix(ticket, "p2ps1") {
-		t.Fatalf("share's second line is not ticket p2ps1...: %q", ticket)
+	if !strings.HasPrefix(ticket, "p2ps1") {
+		t.Fatalf("share's ticket line is not ticket p2ps1...: %q", ticket)
 	}
 	out := filepath.Join(dir, "b.bin")
-	if r := run(t, "--repo", filepath.Join(dir, "b"), "get", ticket, "-o", out, "--listen", "/ip4/127.0.0.1/tcp/0", "--timeout", "30s"); r.code != 0 {
-		t.Fatalf("get TICKET from share: %+v\nshare: %s", r, errb.String())
+	if r := run(t, "--repo", filepath.Join(dir, "b"), "get", ticket, "-o", out, "--listen", loopback, "--timeout", "30s"); r.code != 0 {
+		t.Fatalf("get TICKET from share: %+v\nshare: %s", r, sh.errText())
 	}
-	checkFile(t, out, data)
-	cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("share ended by SIGINT: %v, want exit 0; stderr %q", err, errb.String())
-		}
-	case <-time.After(15 * time.Second):
+	sameBytes(t, out, data)
+	sh.cmd.Process.Signal(syscall.SIGINT)
+	if !sh.wait(15 * time.Second) {
 		t.Fatal("share still running 15 s after SIGINT")
 	}
-	if want := "sharing; press Ctrl-C to stop\n"; errb.String() != want {
-		t.Fatalf("share's stderr %q, want %q", errb.String(), want)
+	if sh.code != 0 {
+		t.Fatalf("share ended by SIGINT with exit %d, want 0; stderr %q", sh.code, sh.errText())
+	}
+	if want := "sharing; press Ctrl-C to stop\n"; sh.errText() != want {
+		t.Fatalf("share's stderr %q, want %q", sh.errText(), want)
 	}
 
 	// With a seed running on the repo, share hands the paths to it.
@@ -155,5 +108,5 @@ func TestShareProcess(t *testing.T) {
 	if r := run(t, "--repo", filepath.Join(dir, "c"), "get", ticket, "-o", out2, "--listen", "/ip4/127.0.0.1/tcp/0", "--timeout", "30s"); r.code != 0 {
 		t.Fatalf("get TICKET from share through the seed: %+v", r)
 	}
-	checkFile(t, out2, data2)
+	sameBytes(t, out2, data2)
 }
