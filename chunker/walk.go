@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
+	"github.com/spaolacci/murmur3"
 )
 
 // ErrUnsafeName is returned by Walk for a directory entry whose name could
@@ -68,6 +70,16 @@ func (s Stats) add(o Stats) Stats {
 	return Stats{Size: satAdd(s.Size, o.Size), Entries: satAdd(s.Entries, o.Entries)}
 }
 
+// entryPath is the length of the longest path below a folder through its
+// entry name, whose sub-DAG claims child.
+func entryPath(name string, child Stats) uint64 {
+	p := uint64(len(name))
+	if child.Path > 0 {
+		p = satAdd(p, 1+child.Path)
+	}
+	return p
+}
+
 func satAdd(a, b uint64) uint64 {
 	if a > math.MaxUint64-b {
 		return math.MaxUint64
@@ -125,6 +137,7 @@ func Leaves(ctx context.Context, root cid.Cid, get Getter, fn func(cid.Cid) erro
 type walker struct {
 	get     Getter
 	checked map[cid.Cid]nodeInfo // dag-pb blocks checked, by check
+	shards  map[shardKey]Stats   // HAMT shards checked at a place in a HAMT
 	leaves  map[cid.Cid]uint64   // raw leaves' claimed sizes, by check
 	first   map[cid.Cid]place    // where a leaf or file node first appeared, by emit
 }
@@ -140,7 +153,7 @@ type place struct {
 }
 
 func newWalker(get Getter) *walker {
-	return &walker{get: get, checked: map[cid.Cid]nodeInfo{}, leaves: map[cid.Cid]uint64{}, first: map[cid.Cid]place{}}
+	return &walker{get: get, checked: map[cid.Cid]nodeInfo{}, shards: map[shardKey]Stats{}, leaves: map[cid.Cid]uint64{}, first: map[cid.Cid]place{}}
 }
 
 func (w *walker) fetch(ctx context.Context, c cid.Cid) (*Node, error) {
@@ -199,7 +212,15 @@ func (w *walker) check(ctx context.Context, c cid.Cid, depth int) (nodeInfo, err
 		}
 		info.Size = n.FileSize
 	case KindSymlink:
-	case KindDirectory, KindHAMTShard:
+	case KindHAMTShard:
+		info.kind = KindDirectory
+		st, err := w.checkShard(ctx, c, n, nil, depth)
+		if err != nil {
+			return nodeInfo{}, err
+		}
+		info.Stats = info.add(st)
+		info.Path = st.Path
+	case KindDirectory:
 		info.kind = KindDirectory
 		err := w.entries(ctx, n, depth, func(name string, l Link) error {
 			child, err := w.checkChild(ctx, l, depth+1)
@@ -207,11 +228,7 @@ func (w *walker) check(ctx context.Context, c cid.Cid, depth int) (nodeInfo, err
 				return err
 			}
 			info.Stats = info.add(child.Stats)
-			p := uint64(len(name))
-			if child.Path > 0 {
-				p = satAdd(p, 1+child.Path)
-			}
-			info.Path = max(info.Path, p)
+			info.Path = max(info.Path, entryPath(name, child.Stats))
 			return nil
 		})
 		if err != nil {
@@ -303,6 +320,98 @@ func (w *walker) entries(ctx context.Context, n *Node, depth int, fn func(name s
 		return nil
 	}
 	return w.shard(ctx, n, depth, map[cid.Cid]bool{}, visit)
+}
+
+// A shardKey is a HAMT shard at a place in its HAMT: the buckets taken
+// from the top (fanout bits and index, each a byte pair). What a shard
+// holds is valid, or not, for the place it sits at.
+type shardKey struct {
+	c    cid.Cid
+	path string
+}
+
+// checkShard checks the HAMT shard c (n, or fetched if nil) found at
+// path and sums what its entries claim, once per shard and place however
+// many HAMTs link to it. Every entry must sit in the bucket its name's hash (murmur3-x64-64,
+// as boxo and Kubo place it) gives at every level, and a shard uses each
+// bucket once: so no two entries of one HAMT can share a name, without
+// collecting the names.
+func (w *walker) checkShard(ctx context.Context, c cid.Cid, n *Node, path []byte, depth int) (Stats, error) {
+	if depth > maxWalkDepth {
+		return Stats{}, fmt.Errorf("%w: HAMT nested deeper than %d", ErrMalformed, maxWalkDepth)
+	}
+	key := shardKey{c, string(path)}
+	if st, ok := w.shards[key]; ok {
+		return st, nil
+	}
+	if n == nil {
+		var err error
+		if n, err = w.fetch(ctx, c); err != nil {
+			return Stats{}, err
+		}
+		if n.Kind != KindHAMTShard {
+			return Stats{}, fmt.Errorf("%w: HAMT bucket %s is a %s", ErrMalformed, c, n.Kind)
+		}
+	}
+	bits := log2(n.Fanout)
+	width := len(fmt.Sprintf("%X", n.Fanout-1))
+	used := map[uint64]bool{}
+	var st Stats
+	for _, l := range n.Links {
+		if err := ctx.Err(); err != nil {
+			return Stats{}, err
+		}
+		if len(l.Name) < width {
+			return Stats{}, fmt.Errorf("%w: HAMT link name %q", ErrMalformed, l.Name)
+		}
+		idx, err := strconv.ParseUint(l.Name[:width], 16, 16)
+		if err != nil || idx >= n.Fanout || fmt.Sprintf("%0*X", width, idx) != l.Name[:width] {
+			return Stats{}, fmt.Errorf("%w: HAMT link name %q", ErrMalformed, l.Name)
+		}
+		if used[idx] {
+			return Stats{}, fmt.Errorf("%w: HAMT bucket %q used twice", ErrMalformed, l.Name[:width])
+		}
+		used[idx] = true
+		here := append(path[:len(path):len(path)], byte(bits), byte(idx))
+		if len(l.Name) == width {
+			sst, err := w.checkShard(ctx, l.CID, nil, here, depth+1)
+			if err != nil {
+				return Stats{}, err
+			}
+			st = st.add(sst)
+			st.Path = max(st.Path, sst.Path)
+			continue
+		}
+		name := l.Name[width:]
+		if err := checkName(name); err != nil {
+			return Stats{}, err
+		}
+		if !placed(name, here) {
+			return Stats{}, fmt.Errorf("%w: HAMT entry %q is not in the bucket its hash gives", ErrMalformed, name)
+		}
+		child, err := w.checkChild(ctx, l, depth+1)
+		if err != nil {
+			return Stats{}, err
+		}
+		st = st.add(child.Stats)
+		st.Path = max(st.Path, entryPath(name, child.Stats))
+	}
+	w.shards[key] = st
+	return st, nil
+}
+
+// placed reports whether name's hash takes the buckets of path (fanout
+// bits and index, a byte pair each) from the top.
+func placed(name string, path []byte) bool {
+	h := murmur3.New64()
+	h.Write([]byte(name))
+	hb := hashBits{b: h.Sum(nil)}
+	for i := 0; i+1 < len(path); i += 2 {
+		if v, ok := hb.next(int(path[i])); !ok || v != int(path[i+1]) {
+			return false
+		}
+	}
+	return true
 }
 
 // shard visits the entries of a HAMT shard: a link named by the two-hex
