@@ -332,10 +332,10 @@ type shardKey struct {
 
 // checkShard checks the HAMT shard c (n, or fetched if nil) found at
 // path and sums what its entries claim, once per shard and place however
-// many HAMTs link to it. Every entry must sit in the bucket its name's hash (murmur3-x64-64,
-// as boxo and Kubo place it) gives at every level, and a shard uses each
-// bucket once: so no two entries of one HAMT can share a name, without
-// collecting the names.
+// many HAMTs link to it. Every entry must sit in the bucket its name's
+// hash (murmur3-x64-64, as boxo and Kubo place it) gives at every level,
+// and a shard uses each bucket once: so no two entries of one HAMT can
+// share a name, without collecting the names.
 func (w *walker) checkShard(ctx context.Context, c cid.Cid, n *Node, path []byte, depth int) (Stats, error) {
 	if depth > maxWalkDepth {
 		return Stats{}, fmt.Errorf("%w: HAMT nested deeper than %d", ErrMalformed, maxWalkDepth)
