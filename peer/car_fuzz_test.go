@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -36,7 +35,7 @@ func FuzzImport(f *testing.F) {
 	for _, data := range hostile {
 		f.Add(data)
 	}
-	r := openRepoTB(f)
+	r := openTestRepo(f)
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		before, err := r.index.roots(ctx)
@@ -58,14 +57,4 @@ func FuzzImport(f *testing.F) {
 			t.Fatalf("a refused CAR added a root")
 		}
 	})
-}
-
-func openRepoTB(t testing.TB) *Repo {
-	t.Helper()
-	r, err := Open(filepath.Join(t.TempDir(), "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
 }

@@ -302,7 +302,7 @@ func hostileCARs(t testing.TB) map[string][]byte {
 func sampleCARs(t testing.TB) ([]byte, map[string][]byte) {
 	t.Helper()
 	ctx := context.Background()
-	r := openRepoTB(t)
+	r := openTestRepo(t)
 	path := filepath.Join(t.TempDir(), "f")
 	content := make([]byte, 5000)
 	for i := range content {

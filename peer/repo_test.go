@@ -17,7 +17,7 @@ import (
 	"github.com/p2pshare/p2pshare/chunker"
 )
 
-func openTestRepo(t *testing.T) *Repo {
+func openTestRepo(t testing.TB) *Repo {
 	t.Helper()
 	r, err := Open(filepath.Join(t.TempDir(), "repo"))
 	if err != nil {

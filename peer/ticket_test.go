@@ -15,6 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/p2pshare/p2pshare/transfer/transfertest"
 )
 
 // testPeerID is a fixed Ed25519 peer ID, so that test tickets are stable.
@@ -226,21 +228,9 @@ func TestTicketAddrs(t *testing.T) {
 	}
 }
 
-// listProviders is a Providers backed by a list.
-type listProviders []libp2ppeer.AddrInfo
-
-func (l listProviders) FindProviders(ctx context.Context, _ cid.Cid) <-chan libp2ppeer.AddrInfo {
-	ch := make(chan libp2ppeer.AddrInfo, len(l))
-	for _, ai := range l {
-		ch <- ai
-	}
-	close(ch)
-	return ch
-}
-
 func TestHintedProvidersOrder(t *testing.T) {
 	a, b, c := testPeerID(t, 1), testPeerID(t, 2), testPeerID(t, 3)
-	h := hinted{peers: []libp2ppeer.AddrInfo{{ID: a}, {ID: b}}, next: listProviders{{ID: c}}}
+	h := hinted{peers: []libp2ppeer.AddrInfo{{ID: a}, {ID: b}}, next: transfertest.Providers{{ID: c}}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var got []libp2ppeer.ID

@@ -7,25 +7,12 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/p2pshare/p2pshare/peer/peertest"
 	"github.com/p2pshare/p2pshare/transfer"
 	"github.com/p2pshare/p2pshare/transfer/transfertest"
 )
-
-// providers is a transfer.Providers backed by a fixed list.
-type providers []peer.AddrInfo
-
-func (l providers) FindProviders(context.Context, cid.Cid) <-chan peer.AddrInfo {
-	ch := make(chan peer.AddrInfo, len(l))
-	for _, ai := range l {
-		ch <- ai
-	}
-	close(ch)
-	return ch
-}
 
 // randomRoot stores n random leaves of size bytes in st under a made-up
 // root and returns the root and the leaves.
@@ -67,7 +54,7 @@ func TestSilentPeerRequestsMoved(t *testing.T) {
 	honest := transfertest.NewHostile(t, src, transfertest.Serve, 60*time.Millisecond)
 	d := transfertest.NewSeed(t, nil) // the downloader
 	st := d.Store
-	sess := d.Service.NewSession(root, providers{peertest.Info(silent.Host), peertest.Info(honest.Host)})
+	sess := d.Service.NewSession(root, transfertest.Providers{peertest.Info(silent.Host), peertest.Info(honest.Host)})
 	defer sess.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -122,7 +109,7 @@ func TestCorruptPeerBanned(t *testing.T) {
 	good := transfertest.NewSeed(t, src, transfer.WithMaxUpload(160<<10))
 	d := transfertest.NewSeed(t, nil) // the downloader
 	st := d.Store
-	sess := d.Service.NewSession(root, providers{peertest.Info(bad.Host), peertest.Info(good.Host)})
+	sess := d.Service.NewSession(root, transfertest.Providers{peertest.Info(bad.Host), peertest.Info(good.Host)})
 	defer sess.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
