@@ -463,7 +463,7 @@ func (w *walker) emit(ctx context.Context, path string, c cid.Cid, fn func(Entry
 		return fn(e)
 	case KindFile:
 		e := Entry{Path: path, Kind: KindFile, CID: c, Size: n.FileSize}
-		if err := w.fileSpans(ctx, path, 0, c, n.FileSize, &e.Spans); err != nil {
+		if err := w.fileSpans(ctx, path, 0, c, n, n.FileSize, &e.Spans); err != nil {
 			return err
 		}
 		return fn(e)
@@ -494,24 +494,26 @@ func (w *walker) leafSpan(path string, off uint64, c cid.Cid, size uint64, spans
 	*spans = append(*spans, Span{Offset: off, Size: size, Leaf: c})
 }
 
-// fileSpans appends the spans of the file node c of size bytes at off in
-// the file at path: one span if the node appeared before (it is not even
-// fetched again), else those of its parts.
-func (w *walker) fileSpans(ctx context.Context, path string, off uint64, c cid.Cid, size uint64, spans *[]Span) error {
+// fileSpans appends the spans of the file node c (n, or fetched if nil)
+// of size bytes at off in the file at path: one span if the node appeared
+// before (it is not even fetched again), else those of its parts.
+func (w *walker) fileSpans(ctx context.Context, path string, off uint64, c cid.Cid, n *Node, size uint64, spans *[]Span) error {
 	if p, ok := w.first[c]; ok {
 		*spans = append(*spans, Span{Offset: off, Size: size, SrcPath: p.path, SrcOffset: p.off})
 		return nil
 	}
 	w.first[c] = place{path, off}
-	n, err := w.fetch(ctx, c)
-	if err != nil {
-		return err
+	if n == nil {
+		var err error
+		if n, err = w.fetch(ctx, c); err != nil {
+			return err
+		}
 	}
 	for i, l := range n.Links {
 		size := n.BlockSizes[i]
 		if isRawCID(l.CID) {
 			w.leafSpan(path, off, l.CID, size, spans)
-		} else if err := w.fileSpans(ctx, path, off, l.CID, size, spans); err != nil {
+		} else if err := w.fileSpans(ctx, path, off, l.CID, nil, size, spans); err != nil {
 			return err
 		}
 		off += size
