@@ -169,7 +169,7 @@ func (d *download) Stat(ctx context.Context, get chunker.Getter) (chunker.Stats,
 		return stats, fmt.Errorf("checking free space in %s: %w", d.dirPath, err)
 	}
 	// What an earlier run left is counted as free: it is reused.
-	held := d.partialBytes()
+	held, heldEntries := d.partial()
 	free := fsst.Bavail*uint64(fsst.Bsize) + held
 	if stats.Size > free {
 		return stats, fmt.Errorf("%w: needs %s, %s free in %s", ErrNoSpace, FormatBytes(stats.Size), FormatBytes(free), d.dirPath)
@@ -177,27 +177,22 @@ func (d *download) Stat(ctx context.Context, get chunker.Getter) (chunker.Stats,
 	if p := uint64(len(d.tempPath())+1) + stats.Path; stats.Path > 0 && p > maxPathLen {
 		return stats, fmt.Errorf("%w: a path in it is %d bytes long beneath %s, over the system's limit of %d", ErrPathTooLong, p, d.dirPath, maxPathLen)
 	}
-	if fsst.Files > 0 && stats.Entries > fsst.Ffree+d.partialEntries() {
+	if fsst.Files > 0 && stats.Entries > fsst.Ffree+heldEntries {
 		return stats, fmt.Errorf("%w: needs %d files and folders, %d free in %s", ErrNoSpace, stats.Entries, fsst.Ffree, d.dirPath)
 	}
 	return stats, nil
 }
 
-// partialBytes is the disk space the partial download takes.
-func (d *download) partialBytes() uint64 {
-	var n uint64
+// partial is the disk space and the entries the partial download of an
+// earlier run takes: they are reused.
+func (d *download) partial() (bytes, entries uint64) {
 	d.walkPartial(func(fi fs.FileInfo) {
+		entries++
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			n += uint64(st.Blocks) * 512
+			bytes += uint64(st.Blocks) * 512
 		}
 	})
-	return n
-}
-
-func (d *download) partialEntries() uint64 {
-	var n uint64
-	d.walkPartial(func(fs.FileInfo) { n++ })
-	return n
+	return bytes, entries
 }
 
 // walkPartial calls fn for everything in the partial download, following
