@@ -189,7 +189,10 @@ func (d *DHT) connectBootstrap(ctx context.Context) []error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = d.h.Connect(ctx, ai)
+			// A direct dial, past the swarm's dial backoff: kad-dht may have
+			// dialled the peer a moment ago, and a backoff error would hide
+			// why that dial failed (a handshake error names a swarm key).
+			errs[i] = d.h.Connect(network.WithForceDirectDial(ctx, "bootstrap"), ai)
 		}()
 	}
 	wg.Wait()
