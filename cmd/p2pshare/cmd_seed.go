@@ -24,6 +24,7 @@ func newSeedCommand() *cli.Command {
 			swarmKeyFlag,
 			noMDNSFlag,
 			maxUploadFlag, maxDownloadFlag,
+			&cli.StringFlag{Name: "gateway", Usage: "serve an IPFS HTTP gateway (/ipfs/<CID>, ?format=raw|car) of the repo's blocks on this host:port, e.g. 127.0.0.1:8080 (a bare :PORT listens on loopback); off by default"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics (libp2p's and p2pshare's) on this host:port, e.g. 127.0.0.1:9090 (a bare :PORT listens on loopback); off by default"},
 		},
 		Action: func(c *cli.Context) error {
@@ -31,12 +32,12 @@ func newSeedCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return runSeed(c.Context, c.String("repo"), opts, c.String("metrics"), newPrinter(c))
+			return runSeed(c.Context, c.String("repo"), opts, c.String("metrics"), c.String("gateway"), newPrinter(c))
 		},
 	}
 }
 
-func runSeed(ctx context.Context, repo string, opts peer.NodeOptions, metrics string, p *printer) error {
+func runSeed(ctx context.Context, repo string, opts peer.NodeOptions, metrics, gw string, p *printer) error {
 	return serveNode(ctx, repo, opts, func(n *peer.Node) error {
 		for _, a := range n.Addrs() {
 			p.result(listeningEvent{Type: "listening", Addr: a}, "listening "+a)
@@ -44,6 +45,11 @@ func runSeed(ctx context.Context, repo string, opts peer.NodeOptions, metrics st
 		if metrics != "" {
 			if err := serveMetrics(ctx, n, metrics); err != nil {
 				return usagef("--metrics %s: %v", metrics, err)
+			}
+		}
+		if gw != "" {
+			if err := serveGateway(ctx, n, gw, p); err != nil {
+				return usagef("--gateway %s: %v", gw, err)
 			}
 		}
 		return nil
