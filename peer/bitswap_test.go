@@ -10,60 +10,18 @@ import (
 	"testing"
 	"time"
 
-	bsclient "github.com/ipfs/boxo/bitswap/client"
 	bsmsg "github.com/ipfs/boxo/bitswap/message"
 	pb "github.com/ipfs/boxo/bitswap/message/pb"
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
-	"github.com/ipfs/boxo/blockservice"
-	"github.com/ipfs/boxo/blockstore"
-	"github.com/ipfs/boxo/files"
-	"github.com/ipfs/boxo/ipld/merkledag"
-	unixfile "github.com/ipfs/boxo/ipld/unixfs/file"
 	"github.com/ipfs/go-cid"
-	ds "github.com/ipfs/go-datastore"
-	dssync "github.com/ipfs/go-datastore/sync"
-	ipld "github.com/ipfs/go-ipld-format"
-	"github.com/libp2p/go-libp2p/core/host"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/p2pshare/p2pshare/peer/peertest"
 )
 
-// ipfsClient is an IPFS node of boxo's own parts (a Bitswap client over a
-// fresh libp2p host, an in-memory blockstore, a DAG service), as Kubo
-// builds one: it fetches from seed by Bitswap alone, with no content
-// routing, since it is connected to seed.
-type ipfsClient struct {
-	h   host.Host
-	net interface{ Stop() }
-	bs  *bsclient.Client
-	dag ipld.DAGService
-}
-
-func newIPFSClient(t *testing.T, seed *Node) *ipfsClient {
+func newIPFSClient(t *testing.T, seed *Node) *peertest.IPFSClient {
 	t.Helper()
-	h := peertest.NewHost(t)
-	net := bsnet.NewFromIpfsHost(h)
-	store := blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
-	bs := bsclient.New(context.Background(), net, nil, store)
-	net.Start(bs)
-	t.Cleanup(func() { net.Stop(); bs.Close() })
-	peertest.Connect(t, h, seed.Host)
-	return &ipfsClient{h: h, net: net, bs: bs, dag: merkledag.NewDAGService(blockservice.New(store, bs))}
-}
-
-// get fetches the whole DAG under root and writes it to out as files, as
-// `ipfs get` does.
-func (c *ipfsClient) get(ctx context.Context, root cid.Cid, out string) error {
-	nd, err := c.dag.Get(ctx, root)
-	if err != nil {
-		return err
-	}
-	f, err := unixfile.NewUnixfsFile(ctx, c.dag, nd)
-	if err != nil {
-		return err
-	}
-	return files.WriteTo(f, out)
+	return peertest.NewIPFSClient(t, peertest.Info(seed.Host))
 }
 
 // TestBitswapServesKubo: boxo's Bitswap client, the one Kubo runs, on a
@@ -96,7 +54,7 @@ func TestBitswapServesKubo(t *testing.T) {
 
 	c := newIPFSClient(t, seed)
 	out := filepath.Join(t.TempDir(), "got")
-	if err := c.get(ctx, folder.CID, out); err != nil {
+	if err := c.Get(ctx, folder.CID, out); err != nil {
 		t.Fatalf("fetching folder %s by Bitswap: %v", folder.CID, err)
 	}
 	for rel, data := range want {
@@ -109,7 +67,7 @@ func TestBitswapServesKubo(t *testing.T) {
 		t.Errorf("empty folder not fetched: %v", err)
 	}
 	outOne := filepath.Join(t.TempDir(), "one")
-	if err := c.get(ctx, one.CID, outOne); err != nil {
+	if err := c.Get(ctx, one.CID, outOne); err != nil {
 		t.Fatalf("fetching file %s by Bitswap: %v", one.CID, err)
 	}
 	if got, err := os.ReadFile(outOne); err != nil || sha256.Sum256(got) != sha256.Sum256(oneData) {
@@ -126,11 +84,11 @@ func TestNoBitswap(t *testing.T) {
 	c := newIPFSClient(t, seed)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	if _, err := c.bs.GetBlock(ctx, root); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := c.GetBlock(ctx, root); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("GetBlock from a node without Bitswap: %v, want a timeout", err)
 	}
 	for _, p := range bitswapProtocols {
-		if s, err := c.h.NewStream(context.Background(), seed.Host.ID(), p); err == nil {
+		if s, err := c.Host.NewStream(context.Background(), seed.Host.ID(), p); err == nil {
 			s.Reset()
 			t.Errorf("a node without Bitswap accepted a %s stream", p)
 		}
@@ -165,14 +123,14 @@ func TestBitswapServesOnlyValidBlocks(t *testing.T) {
 	f.Close()
 
 	c := newIPFSClient(t, seed)
-	b, err := c.bs.GetBlock(ctx, leaves[0])
+	b, err := c.GetBlock(ctx, leaves[0])
 	if err != nil || !bytes.Equal(b.RawData(), data[:1<<20]) {
 		t.Fatalf("unchanged leaf: %v", err)
 	}
 	missing, _ := cid.V1Builder{Codec: cid.Raw, MhType: mh.SHA2_256}.Sum([]byte("not on the seed"))
 	for name, k := range map[string]cid.Cid{"changed leaf": leaves[1], "block not held": missing} {
 		sctx, scancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err := c.bs.GetBlock(sctx, k)
+		_, err := c.GetBlock(sctx, k)
 		scancel()
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("%s %s: %v, want no block (a timeout)", name, k, err)

@@ -24,6 +24,7 @@ func newSeedCommand() *cli.Command {
 			swarmKeyFlag,
 			noMDNSFlag,
 			maxUploadFlag, maxDownloadFlag,
+			&cli.BoolFlag{Name: "no-bitswap", Usage: "do not serve blocks to IPFS nodes (Kubo) over Bitswap", EnvVars: []string{"P2PSHARE_NO_BITSWAP"}},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics (libp2p's and p2pshare's) on this host:port, e.g. 127.0.0.1:9090 (a bare :PORT listens on loopback); off by default"},
 		},
 		Action: func(c *cli.Context) error {
@@ -31,6 +32,7 @@ func newSeedCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			opts.Bitswap = !c.Bool("no-bitswap")
 			return runSeed(c.Context, c.String("repo"), opts, c.String("metrics"), newPrinter(c))
 		},
 	}
