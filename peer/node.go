@@ -48,6 +48,10 @@ type NodeOptions struct {
 	// (tests stay on loopback); the CLI turns it on unless --no-mdns. The
 	// repo config's no_mdns turns it off.
 	MDNS bool
+	// Bitswap, when set, serves the repo's blocks to IPFS nodes (Kubo and
+	// others) over the /ipfs/bitswap protocols too (see bitswap.go). Off
+	// by default; the CLI's seed turns it on unless --no-bitswap.
+	Bitswap bool
 	// Log receives service events; nil discards them.
 	Log *slog.Logger
 }
@@ -60,6 +64,7 @@ type Node struct {
 	DHT      *dht.DHT
 	Transfer *transfer.Service
 
+	bitswap *bitswapServer // nil when off
 	log     *slog.Logger
 	bw      *metrics.BandwidthCounter
 	metrics *nodeMetrics
@@ -149,6 +154,9 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 	life, cancel := context.WithCancel(context.Background())
 	n := &Node{Repo: repo, Host: h, DHT: d, Transfer: svc, log: log, bw: bw, metrics: nm, life: life, cancel: cancel}
 	nm.register(n)
+	if opts.Bitswap {
+		n.bitswap = startBitswap(h, repo.store(), svc)
+	}
 	if len(boot) > 0 {
 		bctx, bcancel := context.WithTimeout(ctx, 30*time.Second)
 		err := d.Bootstrap(bctx)
@@ -204,6 +212,9 @@ func (n *Node) Close() error {
 		}
 		n.cancel()
 		n.wg.Wait()
+		if n.bitswap != nil {
+			n.bitswap.Close()
+		}
 		n.Transfer.Close()
 		n.DHT.Close()
 		n.closeErr = n.Host.Close()

@@ -137,6 +137,12 @@ func New(h host.Host, bs BlockStore, m Manifests, opts ...Option) *Service {
 	return s
 }
 
+// WaitUpload blocks until n more bytes may be sent under the upload cap
+// (WithMaxUpload; at once when there is none), for another protocol that
+// uploads beside this one, so that one cap covers both. It returns ctx's
+// error if ctx ends first.
+func (s *Service) WaitUpload(ctx context.Context, n int) error { return waitBytes(ctx, s.up, n) }
+
 // Close removes the handler and waits for the streams it serves to end.
 // Closing twice is harmless.
 func (s *Service) Close() error {

@@ -41,10 +41,13 @@ func NewHosts(t testing.TB, n int, opts ...libp2p.Option) []host.Host {
 	return hs
 }
 
+// connectTimeout bounds a test's dial.
+const connectTimeout = 10 * time.Second
+
 // Connect connects a to b and fails the test if it cannot.
 func Connect(t testing.TB, a, b host.Host) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()
 	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
 		t.Fatalf("connecting %s to %s: %v", a.ID(), b.ID(), err)
