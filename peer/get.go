@@ -87,6 +87,20 @@ type GetResult struct {
 // element that is not a safe name is an error wrapping ErrBadOptions; one
 // that names nothing, an error wrapping chunker.ErrNoSuchEntry.
 func (n *Node) Get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResult, error) {
+	n.log.Info("download started", "root", root, "path", opts.Path)
+	res, err := n.get(ctx, root, opts)
+	if err != nil {
+		// Info, not warn: the caller reports the error itself.
+		n.log.Info("download failed", "root", root, "path", opts.Path, "err", err)
+		return res, err
+	}
+	n.log.Info("download finished", "root", root, "path", opts.Path, "cid", res.CID, "bytes", res.Bytes,
+		"seconds", res.Seconds, "peers", len(res.From))
+	return res, nil
+}
+
+// get is Get without its log lines.
+func (n *Node) get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResult, error) {
 	start := time.Now()
 	if err := chunker.CheckCID(root); err != nil {
 		return GetResult{}, err

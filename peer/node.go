@@ -154,6 +154,7 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 	life, cancel := context.WithCancel(context.Background())
 	n := &Node{Repo: repo, Host: h, DHT: d, Transfer: svc, log: log, bw: bw, metrics: nm, life: life, cancel: cancel}
 	nm.register(n)
+	h.Network().Notify(connLog(log))
 	if opts.Bitswap {
 		n.bitswap = startBitswap(h, repo.store(), svc)
 	}
@@ -462,4 +463,15 @@ func (n *Node) Peers(ctx context.Context) []PeerInfo {
 		})
 	}
 	return out
+}
+
+// connLog logs, at info level, each connection a peer opens or closes.
+func connLog(log *slog.Logger) network.Notifiee {
+	attrs := func(c network.Conn) []any {
+		return []any{"peer", c.RemotePeer(), "addr", c.RemoteMultiaddr(), "direction", c.Stat().Direction}
+	}
+	return &network.NotifyBundle{
+		ConnectedF:    func(_ network.Network, c network.Conn) { log.Info("peer connected", attrs(c)...) },
+		DisconnectedF: func(_ network.Network, c network.Conn) { log.Info("peer disconnected", attrs(c)...) },
+	}
 }

@@ -45,6 +45,9 @@ type Config struct {
 	// NoMDNS turns off finding peers on the local network by mDNS, as
 	// --no-mdns does.
 	NoMDNS bool `json:"no_mdns,omitempty"`
+	// LogLevel is the level of the node's log on stderr when --log-level
+	// is not given: debug, info, warn (the default) or error.
+	LogLevel string `json:"log_level,omitempty"`
 }
 
 // DefaultListen is the seed's default listen addresses (CLI.md).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -139,6 +140,9 @@ func nodeFlags(c *cli.Context) (peer.NodeOptions, error) {
 	if opts.SwarmKey, err = swarmKey(c); err != nil {
 		return opts, err
 	}
+	if opts.Log, err = logger(c); err != nil {
+		return opts, err
+	}
 	if opts.SwarmKey != nil {
 		// go-libp2p has no pre-shared keys for QUIC: the default
 		// addresses lose theirs, a QUIC address asked for is refused.
@@ -190,6 +194,27 @@ func startNode(ctx context.Context, r *peer.Repo, opts peer.NodeOptions) (*peer.
 	return n, err
 }
 
+// logger is the node's log on stderr, at the level of --log-level, else
+// P2PSHARE_LOG_LEVEL, else the repo config's log_level, else warn: quiet
+// unless something goes wrong.
+func logger(c *cli.Context) (*slog.Logger, error) {
+	name := c.String("log-level")
+	if name == "" {
+		cfg, err := peer.LoadConfig(c.String("repo"))
+		if err != nil {
+			return nil, err
+		}
+		name = cfg.LogLevel
+	}
+	var level slog.Level
+	if name == "" {
+		level = slog.LevelWarn
+	} else if err := level.UnmarshalText([]byte(name)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", name)
+	}
+	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})), nil
+}
+
 // rateFlag parses a RATE flag.
 func rateFlag(c *cli.Context, name string) (int64, error) {
 	r, err := parseRate(c.String(name))
@@ -208,6 +233,8 @@ var (
 		EnvVars: []string{"P2PSHARE_SWARM_KEY"}, TakesFile: true}
 	noMDNSFlag = &cli.BoolFlag{Name: "no-mdns", Usage: "do not look for peers on the local network (mDNS); also the config's \"no_mdns\": true",
 		EnvVars: []string{"P2PSHARE_NO_MDNS"}}
+	logLevelFlag = &cli.StringFlag{Name: "log-level", Usage: "log to stderr at this level: debug, info (peers connecting, downloads), warn (the default) or error; also the config's \"log_level\"",
+		EnvVars: []string{"P2PSHARE_LOG_LEVEL"}}
 	maxUploadFlag   = &cli.StringFlag{Name: "max-upload", Usage: "upload rate limit, e.g. 10MB, 80Mbit, 512KiB (per second)"}
 	maxDownloadFlag = &cli.StringFlag{Name: "max-download", Usage: "download rate limit, e.g. 10MB, 80Mbit, 512KiB (per second)"}
 )

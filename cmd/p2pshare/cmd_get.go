@@ -48,7 +48,7 @@ func newGetCommand() *cli.Command {
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "after the summary, print a table of the peers that sent data: bytes, share, wasted"},
 			bootstrapFlag,
 			swarmKeyFlag,
-			noMDNSFlag,
+			noMDNSFlag, logLevelFlag,
 			listenFlag("/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"),
 			maxUploadFlag, maxDownloadFlag,
 		},

@@ -25,7 +25,7 @@ func newShareCommand() *cli.Command {
 			listenFlag(),
 			bootstrapFlag,
 			swarmKeyFlag,
-			noMDNSFlag,
+			noMDNSFlag, logLevelFlag,
 			maxUploadFlag,
 		),
 		Action: func(c *cli.Context) error {

@@ -75,6 +75,7 @@ p2pshare get bafy... -o report.pdf --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3K
 			&cli.StringFlag{Name: "repo", Usage: "the node's repo (identity, config, index)", EnvVars: []string{"P2PSHARE_REPO"}, Value: defaultRepo()},
 			&cli.BoolFlag{Name: "json", Usage: "machine-readable output: one JSON object per line"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the essential result"},
+			logLevelFlag,
 		},
 		Commands: []*cli.Command{
 			newInitCommand(), newIDCommand(), newAddCommand(), newGetCommand(),
