@@ -58,6 +58,11 @@ func newNodeMetrics() *nodeMetrics {
 	reg.MustRegister(m.blocksServed, m.bytesServed, m.blocksReceived, m.bytesReceived, m.verifyFailures,
 		m.peersBanned, m.lookups, m.provides, m.downloadsActive, m.downloadSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The DHT's series (otel's exporter fails only on bad options: none
+	// are given, so its error is not expected and leaves them out).
+	if c, err := otelCollector(); err == nil {
+		reg.MustRegister(c)
+	}
 	return m
 }
 

@@ -41,7 +41,7 @@ func scrape(t *testing.T, url string) map[string]float64 {
 }
 
 // TestMetricsMoveDuringTransfer scrapes both ends of a real transfer
-// through promhttp and checks that p2pshare's series and libp2p's move.
+// through promhttp and checks that p2pshare's series, libp2p's and the DHT's move.
 func TestMetricsMoveDuringTransfer(t *testing.T) {
 	a := startNode(t, NodeOptions{})
 	root, _ := addFile(t, a, 3<<20+5, 256<<10)
@@ -91,7 +91,9 @@ func TestMetricsMoveDuringTransfer(t *testing.T) {
 		{down, `p2pshare_download_duration_seconds_count{result="complete"}`, 1},
 		{down, `p2pshare_provides_total{result="ok"}`, 0},
 		{down, "p2pshare_provider_lookups_total", 1},
-		{down, "libp2p_swarm_connections_opened_total", 0},
+		{down, "libp2p_swarm_connections_opened_total", 1},
+		{up, "rpc_inbound_messages_total", 1}, // the DHT's, through otel
+		{down, "rpc_outbound_requests_total", 1},
 		{down, "go_goroutines", 1},
 	} {
 		v, ok := c.m[c.name]
