@@ -142,3 +142,11 @@ type peerEvent struct {
 	Type string `json:"type"` // "peer"
 	peer.PeerInfo
 }
+
+// configEvent is one setting that config show prints.
+type configEvent struct {
+	Type   string `json:"type"` // "config"
+	Key    string `json:"key"`
+	Value  any    `json:"value"`
+	Source string `json:"source"` // flag, env, file, default (or a "+" of them)
+}

@@ -81,7 +81,7 @@ p2pshare get bafy... -o report.pdf --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3K
 			newInitCommand(), newIDCommand(), newAddCommand(), newGetCommand(),
 			newSeedCommand(), newLsCommand(), newRmCommand(), newStatusCommand(),
 			newSwarmKeyCommand(), newShareCommand(), newTicketCommand(), newPeersCommand(),
-			newExportCommand(), newImportCommand(),
+			newExportCommand(), newImportCommand(), newConfigCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 		CommandNotFound: func(c *cli.Context, name string) {
@@ -122,7 +122,8 @@ func interspersed(app *cli.App, args []string) []string {
 		return args
 	}
 	cmd := app.Command(args[i])
-	if cmd == nil {
+	if cmd == nil || len(cmd.Subcommands) > 0 {
+		// A command of subcommands (config show) parses its own.
 		return args
 	}
 	out := append([]string{}, args[:i+1]...)
