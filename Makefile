@@ -4,7 +4,7 @@ BIN     := bin/p2pshare
 # -race where time allows: the whole suite under the race detector.
 TESTFLAGS ?= -race -timeout 20m
 
-.PHONY: build test vet demo testnet bench fuzz clean
+.PHONY: build test vet demo testnet bench fuzz interop clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/p2pshare
@@ -29,6 +29,11 @@ testnet:
 # and flashcrowd scenarios, summed up in one table of ratios.
 bench:
 	./testnet/run.sh bench
+
+# A real Kubo daemon against a p2pshare seed (IPFS_BIN=path/to/ipfs; see
+# testnet/interop.sh for how to build one). Not part of test.
+interop:
+	./testnet/interop.sh
 
 # Run each fuzz target for FUZZTIME (the seed corpora run in `make test`).
 FUZZTIME ?= 30s
