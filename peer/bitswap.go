@@ -2,20 +2,14 @@ package peer
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
 	bsserver "github.com/ipfs/boxo/bitswap/server"
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
-	ds "github.com/ipfs/go-datastore"
-	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/protocol"
-
-	"github.com/p2pshare/p2pshare/chunker"
 )
 
 // Bounds on what one Bitswap remote can make the server hold or do. boxo's
@@ -64,10 +58,10 @@ type uploadCap interface {
 	WaitUpload(ctx context.Context, n int) error
 }
 
-// startBitswap starts serving st on h, each block sent under up.
-func startBitswap(h host.Host, st *Store, up uploadCap) *bitswapServer {
+// startBitswap starts serving bs on h, each block sent under up.
+func startBitswap(h host.Host, bs blockstore.Blockstore, up uploadCap) *bitswapServer {
 	net := bsnet.NewFromIpfsHost(h)
-	srv := bsserver.New(context.Background(), net, bitswapBlocks{st: st, up: up},
+	srv := bsserver.New(context.Background(), net, bitswapBlocks{Blockstore: bs, up: up},
 		bsserver.MaxQueuedWantlistEntriesPerPeer(bitswapMaxWants),
 		bsserver.MaxCidSize(bitswapMaxCIDBytes),
 		bsserver.MaxOutstandingBytesPerPeer(bitswapMaxOutstandingBytes),
@@ -88,100 +82,36 @@ func (b *bitswapServer) Close() {
 	b.srv.Close()
 }
 
-// errReadOnly is what bitswapBlocks answers to writes: the Bitswap server
-// only reads, and blocks enter the repo through add, import and get.
-var errReadOnly = errors.New("the Bitswap blockstore is read-only")
-
-// bitswapBlocks is the repo's Store as a read-only boxo Blockstore: the
-// blocks this node holds (the DAG nodes in the repo, leaves read from the
-// added files and verified on every read), nothing else. A block missing
-// or no longer valid (its file changed) is ipld.ErrNotFound, which the
-// server answers with DONT_HAVE.
+// bitswapBlocks is the repo's read-only Blockstore as the Bitswap server
+// reads it: each block sent under the upload cap, and the empty block
+// sized so that boxo's engine sends it.
 type bitswapBlocks struct {
-	st *Store
+	blockstore.Blockstore
 	up uploadCap
-}
-
-var _ blockstore.Blockstore = bitswapBlocks{}
-
-// Has reports whether the block can be served. Only CIDs the network may
-// carry (chunker.CheckCID: full sha2-256 or identity) are looked up.
-func (b bitswapBlocks) Has(ctx context.Context, c cid.Cid) (bool, error) {
-	if chunker.CheckCID(c) != nil {
-		return false, nil
-	}
-	return b.st.Has(ctx, c)
 }
 
 // Get returns the verified block, once the upload cap lets its bytes go:
 // the server calls Get just before it sends the block.
 func (b bitswapBlocks) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
-	if chunker.CheckCID(c) != nil {
-		return nil, ipld.ErrNotFound{Cid: c}
-	}
-	data, err := b.st.Get(ctx, c)
-	if errors.Is(err, ErrBlockNotFound) || errors.Is(err, chunker.ErrHashMismatch) {
-		return nil, ipld.ErrNotFound{Cid: c}
-	}
+	blk, err := b.Blockstore.Get(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	if err := b.up.WaitUpload(ctx, len(data)); err != nil {
+	if err := b.up.WaitUpload(ctx, len(blk.RawData())); err != nil {
 		return nil, err
 	}
-	return blocks.NewBlockWithCid(data, c)
+	return blk, nil
 }
 
-// GetSize returns the block's size from the index, without reading it:
-// the server asks it for every want, so it must stay cheap. A leaf whose
-// file changed still reports its recorded size; Get then finds it invalid.
-//
-// The empty block (the one leaf of every empty file) reports 1, not 0:
-// boxo's engine takes a size of 0 for "not here" and would answer
-// DONT_HAVE for it forever, so no empty file could be fetched. The size
-// only weighs the block's task in the server's queue.
+// GetSize is the block's recorded size, except that the empty block (the
+// one leaf of every empty file) reports 1, not 0: boxo's engine takes a
+// size of 0 for "not here" and would answer DONT_HAVE for it forever, so
+// no empty file could be fetched. The size only weighs the block's task in
+// the server's queue.
 func (b bitswapBlocks) GetSize(ctx context.Context, c cid.Cid) (int, error) {
-	n, err := b.size(ctx, c)
+	n, err := b.Blockstore.GetSize(ctx, c)
 	if err == nil && n == 0 {
 		n = 1
 	}
 	return n, err
-}
-
-func (b bitswapBlocks) size(ctx context.Context, c cid.Cid) (int, error) {
-	if chunker.CheckCID(c) != nil {
-		return 0, ipld.ErrNotFound{Cid: c}
-	}
-	n, err := b.st.ix.ds.GetSize(ctx, blockKey(c))
-	if err == nil {
-		return n, nil
-	}
-	if !errors.Is(err, ds.ErrNotFound) {
-		return 0, err
-	}
-	if isRaw(c) {
-		locs, err := b.st.ix.locations(ctx, c)
-		if err != nil {
-			return 0, err
-		}
-		if len(locs) > 0 && locs[0].Size <= chunker.MaxBlockSize {
-			return int(locs[0].Size), nil
-		}
-	}
-	return 0, ipld.ErrNotFound{Cid: c}
-}
-
-// Put refuses: see errReadOnly.
-func (bitswapBlocks) Put(context.Context, blocks.Block) error { return errReadOnly }
-
-// PutMany refuses: see errReadOnly.
-func (bitswapBlocks) PutMany(context.Context, []blocks.Block) error { return errReadOnly }
-
-// DeleteBlock refuses: see errReadOnly.
-func (bitswapBlocks) DeleteBlock(context.Context, cid.Cid) error { return errReadOnly }
-
-// AllKeysChan refuses: the server never lists the store, and a listing
-// of every block is not something p2pshare offers remotes.
-func (bitswapBlocks) AllKeysChan(context.Context) (<-chan cid.Cid, error) {
-	return nil, fmt.Errorf("listing blocks: %w", errReadOnly)
 }

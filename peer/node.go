@@ -156,7 +156,7 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 	nm.register(n)
 	h.Network().Notify(connLog(log))
 	if opts.Bitswap {
-		n.bitswap = startBitswap(h, repo.store(), svc)
+		n.bitswap = startBitswap(h, repo.Blockstore(), svc)
 	}
 	if len(boot) > 0 {
 		bctx, bcancel := context.WithTimeout(ctx, 30*time.Second)

@@ -186,10 +186,6 @@ func (r *Repo) Close() error { return r.ds.Close() }
 
 func (r *Repo) store() *Store { return r.st }
 
-// Blocks is the repo's verified block store, for readers such as the HTTP
-// gateway (peer/gateway). Its Get returns ErrBlockNotFound for absent blocks.
-func (r *Repo) Blocks() *Store { return r.st }
-
 // APISocket is the path of the local API socket of a seed using this repo.
 func (r *Repo) APISocket() string { return APISocket(r.Dir) }
 

@@ -98,18 +98,27 @@ func serveNode(ctx context.Context, repo string, opts peer.NodeOptions, up func(
 // loopback only: metrics name peers and traffic, so exposing them beyond
 // this machine takes an explicit host (0.0.0.0:9090).
 func serveMetrics(ctx context.Context, n *peer.Node, addr string) error {
-	l, err := net.Listen("tcp", metricsAddr(addr))
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: n.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(l)
-	context.AfterFunc(ctx, func() { srv.Close() })
-	return nil
+	_, err := serveHTTP(ctx, addr, n.MetricsHandler())
+	return err
 }
 
-// metricsAddr gives an address without a host the loopback host.
-func metricsAddr(addr string) string {
+// serveHTTP serves h on addr (loopback unless addr names a host) until ctx
+// ends, and returns the bound address once it listens.
+func serveHTTP(ctx context.Context, addr string, h http.Handler) (net.Addr, error) {
+	l, err := net.Listen("tcp", loopbackDefault(addr))
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	go srv.Serve(l)
+	context.AfterFunc(ctx, func() { srv.Close() })
+	return l.Addr(), nil
+}
+
+// loopbackDefault gives an address without a host the loopback host, so
+// a server is reachable from other machines only when the user names a
+// host.
+func loopbackDefault(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return net.JoinHostPort("127.0.0.1", addr) // a bare port

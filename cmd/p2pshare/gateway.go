@@ -10,11 +10,11 @@ import (
 // serveGateway serves n's blocks as an IPFS HTTP gateway on addr (loopback
 // unless addr names a host) until ctx ends, and prints `gateway http://ADDR`.
 func serveGateway(ctx context.Context, n *peer.Node, addr string, p *printer) error {
-	h, err := gateway.NewHandler(n.Repo.Blocks(), peer.ErrBlockNotFound)
+	h, err := gateway.NewHandler(n.Repo.Blockstore())
 	if err != nil {
 		return err
 	}
-	a, err := gateway.Serve(ctx, addr, h)
+	a, err := serveHTTP(ctx, addr, h)
 	if err != nil {
 		return err
 	}

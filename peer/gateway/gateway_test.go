@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,15 +48,13 @@ func serve(t *testing.T) (string, cid.Cid, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := gateway.NewHandler(r.Blocks(), peer.ErrBlockNotFound)
+	h, err := gateway.NewHandler(r.Blockstore())
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := gateway.Serve(ctx, "127.0.0.1:0", h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "http://" + a.String(), res.CID, data
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL, res.CID, data
 }
 
 func get(t *testing.T, url string, hdr map[string]string) (*http.Response, []byte) {
