@@ -96,19 +96,22 @@ func parseTarget(c *cli.Context) (cid.Cid, string, []libp2ppeer.AddrInfo, error)
 
 // bootstrapPeers collects --bootstrap flags and P2PSHARE_BOOTSTRAP.
 func bootstrapPeers(c *cli.Context) ([]libp2ppeer.AddrInfo, error) {
-	addrs := c.StringSlice("bootstrap")
-	if env := os.Getenv("P2PSHARE_BOOTSTRAP"); env != "" {
-		for _, a := range strings.Split(env, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				addrs = append(addrs, a)
-			}
-		}
-	}
-	out, err := peer.ParseBootstrap(addrs)
+	out, err := peer.ParseBootstrap(append(c.StringSlice("bootstrap"), envBootstrap()...))
 	if err != nil {
 		return nil, usageError{err}
 	}
 	return out, nil
+}
+
+// envBootstrap is P2PSHARE_BOOTSTRAP's comma-separated addresses.
+func envBootstrap() []string {
+	var addrs []string
+	for _, a := range strings.Split(os.Getenv("P2PSHARE_BOOTSTRAP"), ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
 }
 
 // listenAddrs parses --listen flags.

@@ -63,13 +63,8 @@ func settings(c *cli.Context, cfg peer.Config) []setting {
 	if flags := c.StringSlice("bootstrap"); len(flags) > 0 {
 		boot, from = append(boot, flags...), append(from, "flag")
 	}
-	if env := os.Getenv("P2PSHARE_BOOTSTRAP"); env != "" {
-		for _, a := range strings.Split(env, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				boot = append(boot, a)
-			}
-		}
-		from = append(from, "env")
+	if env := envBootstrap(); len(env) > 0 {
+		boot, from = append(boot, env...), append(from, "env")
 	}
 	if len(from) == 0 {
 		from = []string{"default"}
