@@ -221,6 +221,8 @@ func (n *Node) get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		return GetResult{}, getError(ctx, err)
 	}
 	n.provide(target) // the structure is here: peers may start asking us
+	ld := newLiveDownload(target, out, d, sess.Peers)
+	defer n.live.add(ld)()
 
 	stopProgress := make(chan struct{})
 	var progressWG sync.WaitGroup
@@ -239,6 +241,9 @@ func (n *Node) get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 			case <-t.C:
 				b, need := d.progress()
 				if b != last {
+					if b > last {
+						ld.meter.Mark(b - last)
+					}
 					last = b
 					gotData.Store(true)
 					touch()

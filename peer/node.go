@@ -68,6 +68,7 @@ type Node struct {
 	log     *slog.Logger
 	bw      *metrics.BandwidthCounter
 	metrics *nodeMetrics
+	live    liveDownloads
 	// life ends when Close is called; background work derives from it.
 	life      context.Context
 	cancel    context.CancelFunc
@@ -308,15 +309,15 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	tot := n.bw.GetBandwidthTotals()
+	up, down := n.Traffic()
 	st := Status{
 		PeerID:       n.Host.ID().String(),
 		Addrs:        n.Addrs(),
 		Peers:        len(n.Host.Network().Peers()),
 		RoutingTable: n.DHT.RoutingTableSize(),
 		Roots:        len(roots),
-		BytesUp:      tot.TotalOut,
-		BytesDown:    tot.TotalIn,
+		BytesUp:      up,
+		BytesDown:    down,
 		NAT:          reachabilityName(network.Reachability(n.reach.Load())),
 		MDNS:         n.mdns != nil,
 		LANPeers:     n.lanPeers(),
