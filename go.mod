@@ -3,6 +3,7 @@ module github.com/p2pshare/p2pshare
 go 1.26.8
 
 require (
+	github.com/chromedp/chromedp v0.23.1
 	github.com/creack/pty v1.1.24
 	github.com/ipfs/boxo v0.43.0
 	github.com/ipfs/go-block-format v0.2.4
@@ -34,9 +35,11 @@ require github.com/cskr/pubsub v1.0.2 // indirect
 
 require (
 	github.com/Jorropo/jsync v1.0.1 // indirect
+	github.com/chromedp/cdproto v0.160.1 // indirect
 	github.com/dustin/go-humanize v1.0.1 // indirect
 	github.com/felixge/httpsnoop v1.1.0 // indirect
 	github.com/gabriel-vasile/mimetype v1.4.15 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/ipfs/go-ipfs-redirects-file v0.1.2 // indirect
 	github.com/ipfs/go-unixfsnode v1.10.6 // indirect
 	github.com/libp2p/go-doh-resolver v0.6.0 // indirect
