@@ -3,13 +3,18 @@ package peer
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +22,7 @@ import (
 	"github.com/ipfs/boxo/ipld/unixfs"
 	"github.com/ipfs/go-cid"
 	format "github.com/ipfs/go-ipld-format"
+	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/p2pshare/p2pshare/chunker"
@@ -547,4 +553,76 @@ func TestManyFilesAreProgressNotAStall(t *testing.T) {
 		t.Fatalf("out/1 holds %d entries (%v)", len(es), err)
 	}
 	t.Logf("1500 empty files in %v", time.Since(start))
+}
+
+// syncBuffer is a bytes.Buffer safe for the node's goroutines to log to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestBanLoggedAndCounted: a node that bans a peer for a corrupt block
+// logs it at info with the peer, the root and the reason, and counts it in
+// p2pshare_peers_banned_total by reason; the download completes from an
+// honest peer.
+func TestBanLoggedAndCounted(t *testing.T) {
+	k := newCraft(t)
+	var parts []link
+	for range 8 {
+		b := make([]byte, 64<<10)
+		rand.Read(b)
+		parts = append(parts, link{c: k.leaf(b), size: uint64(len(b))})
+	}
+	root := k.file(parts...)
+	var leaves []cid.Cid
+	for _, p := range parts {
+		leaves = append(leaves, p.c)
+	}
+	k.st.SetLeaves(root, leaves)
+	bad := transfertest.NewHostile(t, k.st, transfertest.Corrupt, 0)
+	// Slow (160 KiB/s: 3 s), so the bad peer is asked too.
+	good := transfertest.NewSeed(t, k.st, transfer.WithMaxUpload(160<<10))
+	var logs syncBuffer
+	d := startNode(t, NodeOptions{Log: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := d.Get(ctx, root, GetOptions{Out: filepath.Join(t.TempDir(), "out"), Peers: []libp2ppeer.AddrInfo{peertest.Info(bad.Host), peertest.Info(good.Host)}}); err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var ev struct {
+			Level, Msg, Peer, Reason, Detail string
+			Root                             json.RawMessage // a CID, as cid.Cid encodes itself
+		}
+		if json.Unmarshal([]byte(line), &ev) != nil || ev.Msg != "peer banned" {
+			continue
+		}
+		t.Logf("log: %s", line)
+		found = true
+		if ev.Level != "INFO" || ev.Peer != bad.Host.ID().String() || !strings.Contains(string(ev.Root), root.String()) || ev.Reason != "block does not match its CID" || ev.Detail == "" {
+			t.Errorf("ban logged as %+v, want at INFO, peer %s, root %s, the reason and a detail", ev, bad.Host.ID(), root)
+		}
+	}
+	if !found {
+		t.Fatalf("no ban in the node's log:\n%s", logs.String())
+	}
+	srv := httptest.NewServer(d.MetricsHandler())
+	defer srv.Close()
+	m := scrape(t, srv.URL)
+	if got := m[`p2pshare_peers_banned_total{reason="bad_block"}`]; got != 1 {
+		t.Errorf(`p2pshare_peers_banned_total{reason="bad_block"} = %v, want 1`, got)
+	}
 }

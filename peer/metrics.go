@@ -2,10 +2,13 @@ package peer
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/metrics"
+	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -25,7 +28,8 @@ type nodeMetrics struct {
 
 	blocksServed, bytesServed     prometheus.Counter
 	blocksReceived, bytesReceived prometheus.Counter
-	verifyFailures, peersBanned   prometheus.Counter
+	verifyFailures                prometheus.Counter
+	peersBanned                   *prometheus.CounterVec
 	lookups                       prometheus.Counter
 	provides                      *prometheus.CounterVec
 	downloadsActive               prometheus.Gauge
@@ -44,8 +48,10 @@ func newNodeMetrics() *nodeMetrics {
 		blocksReceived: f("blocks_received_total", "Blocks received by downloads, verified against their CID and stored."),
 		bytesReceived:  f("block_bytes_received_total", "Bytes of the blocks received by downloads, verified and stored."),
 		verifyFailures: f("verification_failures_total", "Blocks received that did not match their CID."),
-		peersBanned:    f("peers_banned_total", "Remotes banned from a download for a protocol violation (a bad block, a malformed message)."),
-		lookups:        f("provider_lookups_total", "Provider lookups (DHT FindProviders) started by downloads."),
+		peersBanned: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "p2pshare", Name: "peers_banned_total",
+			Help: "Remotes banned from a download for a protocol violation, by reason (bad_block, malformed, unsolicited, unexpected_message)."},
+			[]string{"reason"}),
+		lookups: f("provider_lookups_total", "Provider lookups (DHT FindProviders) started by downloads."),
 		provides: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "p2pshare", Name: "provides_total",
 			Help: "Roots announced in the DHT, by result (ok, failed)."}, []string{"result"}),
 		downloadsActive: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "p2pshare", Name: "downloads_active",
@@ -131,7 +137,6 @@ func (m *nodeMetrics) BlockReceived(n int) {
 }
 
 func (m *nodeMetrics) VerifyFailed()    { m.verifyFailures.Inc() }
-func (m *nodeMetrics) PeerBanned()      { m.peersBanned.Inc() }
 func (m *nodeMetrics) Lookup()          { m.lookups.Inc() }
 func (m *nodeMetrics) DownloadStarted() { m.downloadsActive.Inc() }
 
@@ -144,7 +149,24 @@ func (m *nodeMetrics) DownloadFinished(d time.Duration, ok bool) {
 	m.downloadSeconds.WithLabelValues(result).Observe(d.Seconds())
 }
 
+func (m *nodeMetrics) PeerBanned(_ libp2ppeer.ID, _ cid.Cid, why transfer.BanReason, _ error) {
+	m.peersBanned.WithLabelValues(string(why)).Inc()
+}
+
 var _ transfer.Observer = (*nodeMetrics)(nil)
+
+// observer is what the node's transfer service reports to: its metrics,
+// and its log for the events an operator reads about.
+type observer struct {
+	*nodeMetrics
+	log *slog.Logger
+}
+
+// PeerBanned counts the ban and logs it with its reason.
+func (o observer) PeerBanned(p libp2ppeer.ID, root cid.Cid, why transfer.BanReason, detail error) {
+	o.nodeMetrics.PeerBanned(p, root, why, detail)
+	o.log.Info("peer banned", "peer", p, "root", root, "reason", why.String(), "detail", detail)
+}
 
 // MetricsHandler serves the node's metrics in the Prometheus exposition
 // formats (text, or what the scraper negotiates).

@@ -150,7 +150,7 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 	if opts.MaxDownload > 0 {
 		topts = append(topts, transfer.WithMaxDownload(opts.MaxDownload))
 	}
-	topts = append(topts, transfer.WithObserver(nm))
+	topts = append(topts, transfer.WithObserver(observer{nm, log}))
 	svc := transfer.New(h, repo.store(), repo.store(), topts...)
 	life, cancel := context.WithCancel(context.Background())
 	n := &Node{Repo: repo, Host: h, DHT: d, Transfer: svc, log: log, bw: bw, metrics: nm, life: life, cancel: cancel}

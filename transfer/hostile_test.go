@@ -3,12 +3,16 @@ package transfer_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/p2pshare/p2pshare/chunker"
 	"github.com/p2pshare/p2pshare/peer/peertest"
 	"github.com/p2pshare/p2pshare/transfer"
 	"github.com/p2pshare/p2pshare/transfer/transfertest"
@@ -158,6 +162,80 @@ func TestCorruptPeerBanned(t *testing.T) {
 	t.Logf("corrupt peer: %d WANTs in all, %d read after its first bad block", len(bad.Wants()), after)
 	if n := len(bad.Wants()); n > 4 || bad.Streams() != 1 {
 		t.Errorf("the corrupt peer got %d WANTs over %d streams from the downloader, want its first window (at most 4) over 1", n, bad.Streams())
+	}
+}
+
+// ban is one PeerBanned call.
+type ban struct {
+	p      peer.ID
+	root   cid.Cid
+	why    transfer.BanReason
+	detail error
+}
+
+// banLog is a transfer.Observer that records bans and ignores the rest.
+type banLog struct {
+	mu   sync.Mutex
+	bans []ban
+}
+
+func (l *banLog) PeerBanned(p peer.ID, root cid.Cid, why transfer.BanReason, detail error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.bans = append(l.bans, ban{p, root, why, detail})
+}
+
+func (l *banLog) all() []ban {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]ban(nil), l.bans...)
+}
+
+func (*banLog) BlockServed(int)                      {}
+func (*banLog) BlockReceived(int)                    {}
+func (*banLog) VerifyFailed()                        {}
+func (*banLog) Lookup()                              {}
+func (*banLog) DownloadStarted()                     {}
+func (*banLog) DownloadFinished(time.Duration, bool) {}
+
+// TestBanReasons: a peer that sends a corrupt block, and one that sends a
+// malformed message, are each banned once, reported with the reason and
+// what they sent; the download completes from an honest peer.
+func TestBanReasons(t *testing.T) {
+	for _, c := range []struct {
+		mode   transfertest.Mode
+		why    transfer.BanReason
+		detail error
+	}{
+		{transfertest.Corrupt, transfer.BanBadBlock, chunker.ErrHashMismatch},
+		{transfertest.Malformed, transfer.BanMalformed, transfer.ErrProtocol},
+	} {
+		t.Run(c.why.String(), func(t *testing.T) {
+			src := transfertest.NewStore()
+			root, leaves := randomRoot(src, 20, 16<<10)
+			bad := transfertest.NewHostile(t, nil, c.mode, 0)
+			copyRoot(bad.Store, src, root, leaves, func(int) bool { return true })
+			// Slow (160 KiB/s: 2 s), so the bad peer is asked too.
+			good := transfertest.NewSeed(t, src, transfer.WithMaxUpload(160<<10))
+			obs := &banLog{}
+			d := transfertest.NewSeed(t, nil, transfer.WithObserver(obs))
+			sess := d.Service.NewSession(root, transfertest.Providers{peertest.Info(bad.Host), peertest.Info(good.Host)})
+			defer sess.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := sess.Download(ctx, leaves); err != nil {
+				t.Fatal(err)
+			}
+			bans := obs.all()
+			if len(bans) != 1 {
+				t.Fatalf("bans %+v, want one", bans)
+			}
+			b := bans[0]
+			t.Logf("banned: %s (%s)", b.why, b.detail)
+			if b.p != bad.Host.ID() || !b.root.Equals(root) || b.why != c.why || !errors.Is(b.detail, c.detail) {
+				t.Errorf("ban %+v, want %s banned from %s for %q with a detail wrapping %q", b, bad.Host.ID(), root, c.why, c.detail)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,11 @@
 package transfer
 
-import "time"
+import (
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
 
 // Observer is told of the events an operator counts: blocks served and
 // received, blocks that failed verification, peers banned from a session,
@@ -18,9 +23,10 @@ type Observer interface {
 	// VerifyFailed is called for a block that arrived and did not match
 	// its CID (its sender is then banned from the session).
 	VerifyFailed()
-	// PeerBanned is called when a session bans a remote for a protocol
-	// violation.
-	PeerBanned()
+	// PeerBanned is called when the session fetching root bans remote p
+	// for a protocol violation: why says which, detail (possibly nil) what
+	// exactly the remote sent.
+	PeerBanned(p peer.ID, root cid.Cid, why BanReason, detail error)
 	// Lookup is called each time a session asks its Providers for peers.
 	Lookup()
 	// DownloadStarted is called when a session starts (NewSession), and
@@ -41,10 +47,42 @@ func WithObserver(o Observer) Option {
 
 type nopObserver struct{}
 
-func (nopObserver) BlockServed(int)                      {}
-func (nopObserver) BlockReceived(int)                    {}
-func (nopObserver) VerifyFailed()                        {}
-func (nopObserver) PeerBanned()                          {}
-func (nopObserver) Lookup()                              {}
-func (nopObserver) DownloadStarted()                     {}
-func (nopObserver) DownloadFinished(time.Duration, bool) {}
+func (nopObserver) BlockServed(int)                               {}
+func (nopObserver) BlockReceived(int)                             {}
+func (nopObserver) VerifyFailed()                                 {}
+func (nopObserver) PeerBanned(peer.ID, cid.Cid, BanReason, error) {}
+func (nopObserver) Lookup()                                       {}
+func (nopObserver) DownloadStarted()                              {}
+func (nopObserver) DownloadFinished(time.Duration, bool)          {}
+
+// BanReason says why a session banned a remote. Its value is a short name,
+// fit for a metric label; String describes it.
+type BanReason string
+
+// The protocol violations a session bans a remote for.
+const (
+	// BanBadBlock: a BLOCK that does not match its CID, or is too large.
+	BanBadBlock BanReason = "bad_block"
+	// BanMalformed: a message that does not decode (see ErrProtocol).
+	BanMalformed BanReason = "malformed"
+	// BanUnsolicited: a BLOCK or DONT_HAVE answering no request ever made.
+	BanUnsolicited BanReason = "unsolicited"
+	// BanUnexpected: a message only a downloader may send (HELLO, WANT,
+	// CANCEL) or sent only once (HAVE_MAP).
+	BanUnexpected BanReason = "unexpected_message"
+)
+
+// String describes r for people, as logs name it.
+func (r BanReason) String() string {
+	switch r {
+	case BanBadBlock:
+		return "block does not match its CID"
+	case BanMalformed:
+		return "malformed message"
+	case BanUnsolicited:
+		return "reply to a request never made"
+	case BanUnexpected:
+		return "message a server may not send"
+	}
+	return string(r)
+}

@@ -432,11 +432,11 @@ func (ss *Session) writeLoop(r *remote, bw *bufio.Writer) {
 		}
 		r.s.SetWriteDeadline(time.Now().Add(writeTimeout))
 		if scratch, err = writeMsg(bw, m, scratch); err != nil {
-			ss.drop(r, false)
+			ss.drop(r, "", nil)
 			return
 		}
 		if len(r.out) == 0 && bw.Flush() != nil {
-			ss.drop(r, false)
+			ss.drop(r, "", nil)
 			return
 		}
 	}
@@ -460,7 +460,11 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 		r.s.SetReadDeadline(time.Now().Add(streamIdleTimeout))
 		m, err := readMsg(ss.life, br, br, r.s.Scope())
 		if err != nil {
-			ss.drop(r, errors.Is(err, ErrProtocol))
+			if errors.Is(err, ErrProtocol) {
+				ss.drop(r, BanMalformed, err)
+			} else {
+				ss.drop(r, "", nil)
+			}
 			return
 		}
 		if m.Type != MsgBlock {
@@ -487,7 +491,7 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 		case MsgBlock:
 			if !ss.replied(r, m.ID) {
 				m.Release()
-				ss.drop(r, true)
+				ss.drop(r, BanUnsolicited, fmt.Errorf("BLOCK for request %d", m.ID))
 				return
 			}
 			if err := waitBytes(ss.life, ss.svc.down, len(m.Data)); err != nil {
@@ -505,7 +509,7 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 			}
 		case MsgDontHave:
 			if !ss.replied(r, m.ID) {
-				ss.drop(r, true)
+				ss.drop(r, BanUnsolicited, fmt.Errorf("DONT_HAVE for request %d", m.ID))
 				return
 			}
 			ss.mu.Lock()
@@ -523,7 +527,7 @@ func (ss *Session) readLoop(r *remote, br *bufio.Reader) {
 			}
 			ss.signal()
 		case MsgHello, MsgWant, MsgCancel, MsgHaveMap:
-			ss.drop(r, true)
+			ss.drop(r, BanUnexpected, fmt.Errorf("%s", m.Type))
 			return
 		default:
 			// unknown type: skipped
@@ -556,13 +560,17 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 	}
 	ss.mu.Unlock()
 	// The size first: hashing what no CID of ours can name costs time.
-	if len(m.Data) > MaxBlockSize || chunker.Verify(req.c, m.Data) != nil {
+	bad := errTooLarge
+	if len(m.Data) <= MaxBlockSize {
+		bad = chunker.Verify(req.c, m.Data)
+	}
+	if bad != nil {
 		ss.mu.Lock()
 		ss.statsLocked(r.id).Bad = true
 		ss.mu.Unlock()
 		ss.svc.obs.VerifyFailed()
 		m.Release()
-		ss.drop(r, true)
+		ss.drop(r, BanBadBlock, fmt.Errorf("%w (%d bytes)", bad, len(m.Data)))
 		return false
 	}
 	putErr := ss.bs.Put(ss.life, req.c, m.Data)
@@ -664,9 +672,11 @@ func (ss *Session) finishLocked(req *request) {
 	}
 }
 
-// drop forgets a remote; a misbehaving one is reset with a protocol
-// violation and never asked again in this session.
-func (ss *Session) drop(r *remote, bad bool) {
+// drop forgets a remote. One dropped with a reason (not "") misbehaved:
+// it is reset with a protocol violation, reported to the Observer with
+// detail, and never asked again in this session.
+func (ss *Session) drop(r *remote, why BanReason, detail error) {
+	bad := why != ""
 	ss.mu.Lock()
 	if r.gone {
 		ss.mu.Unlock()
@@ -679,7 +689,7 @@ func (ss *Session) drop(r *remote, bad bool) {
 	}
 	if bad {
 		ss.banned[r.id] = true
-		ss.svc.obs.PeerBanned()
+		ss.svc.obs.PeerBanned(r.id, ss.root, why, detail)
 	}
 	var replies []*request
 	for _, req := range r.inflight {

@@ -205,6 +205,9 @@ const (
 	// Corrupt answers each WANT with the Store's block, its first byte
 	// flipped.
 	Corrupt
+	// Malformed answers each WANT with a message of length 0, which no
+	// message may have.
+	Malformed
 )
 
 // Want is a WANT a Hostile server read, and when.
@@ -301,7 +304,11 @@ func (hs *Hostile) handle(s network.Stream) {
 			if hs.pace > 0 {
 				time.Sleep(hs.pace) // the peer's own slowness, not a synchronisation
 			}
-			if _, err := s.Write(m.Encode(nil)); err != nil {
+			b := m.Encode(nil)
+			if hs.mode == Malformed {
+				b = []byte{0} // the uvarint length 0
+			}
+			if _, err := s.Write(b); err != nil {
 				return
 			}
 			if m.Type == transfer.MsgBlock && hs.mode == Corrupt {
