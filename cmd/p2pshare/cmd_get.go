@@ -39,9 +39,9 @@ func newGetCommand() *cli.Command {
 		Name:      "get",
 		Usage:     "find peers, fetch in parallel, verify every block, write to PATH",
 		ArgsUsage: "CID|TICKET[/PATH]",
-		UsageText: "p2pshare get p2ps1... (a ticket from p2pshare share, add or ticket)\np2pshare get bafy... -o film.mkv --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3Koo...\nP2PSHARE_BOOTSTRAP=/ip4/... p2pshare get --seed bafy...\np2pshare get bafy.../photos/2024 (one folder or file of a shared folder)",
+		UsageText: "p2pshare get p2ps2... (a ticket from p2pshare share, add or ticket)\np2pshare get bafy... -o film.mkv --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3Koo...\nP2PSHARE_BOOTSTRAP=/ip4/... p2pshare get --seed bafy...\np2pshare get bafy.../photos/2024 (one folder or file of a shared folder)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output path (default: the CID, or the last element of a path CID/sub/file, in the current folder)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output path (default: the name a ticket gives, else the CID, or the last element of a path CID/sub/file, in the current folder)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing different file at the output path"},
 			&cli.DurationFlag{Name: "timeout", Usage: "give up when no provider is found, or nothing arrives, for this long", Value: peer.DefaultGetTimeout},
 			&cli.BoolFlag{Name: "seed", Usage: "keep serving after completion until interrupted"},
@@ -54,14 +54,18 @@ func newGetCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			var opts GetOptions
-			var err error
-			if opts.Root, opts.Path, opts.Peers, err = parseTarget(c); err != nil {
+			t, path, err := parseTarget(c)
+			if err != nil {
 				return err
 			}
+			opts.Root, opts.Path, opts.Peers = t.Root, path, t.Peers
 			if opts.NodeOptions, err = nodeFlags(c); err != nil {
 				return err
 			}
 			opts.Out, opts.Force, opts.Timeout, opts.Seed = c.String("output"), c.Bool("force"), c.Duration("timeout"), c.Bool("seed")
+			if opts.Out == "" && path == "" {
+				opts.Out = t.Name // a named ticket's root is written under its name
+			}
 			opts.Verbose = c.Bool("verbose")
 			return runGet(c.Context, c.String("repo"), opts, newPrinter(c))
 		},
@@ -141,7 +145,7 @@ func summaryLine(res peer.GetResult) string {
 	if res.Seconds > 0 {
 		rate = float64(res.Bytes) / res.Seconds
 	}
-	return fmt.Sprintf("got %s %s (%s in %.1fs, %s/s from %d peers)", res.CID, displayName(res.Path), humanBytes(res.Bytes), res.Seconds, humanBytes(uint64(rate)), len(res.From))
+	return fmt.Sprintf("got %s %s (%s in %.1fs, %s/s from %s)", res.CID, displayName(res.Path), humanBytes(res.Bytes), res.Seconds, humanBytes(uint64(rate)), plural(len(res.From), "peer"))
 }
 
 // peerTable is get -v's table of the peers that sent data (or wasted
@@ -176,4 +180,12 @@ func peerTable(res peer.GetResult) string {
 		fmt.Fprintf(&sb, "%-52s  %10s  %5.1f%%  %10s\n", r.id, humanBytes(r.bytes), share, humanBytes(r.wasted))
 	}
 	return sb.String()
+}
+
+// plural is "1 peer", "3 peers".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

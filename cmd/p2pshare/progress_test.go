@@ -176,7 +176,7 @@ func TestGetBarOnTerminal(t *testing.T) {
 	if !strings.Contains(raw, "\x1b[") {
 		t.Errorf("no control sequences on the terminal: the bar was not redrawn in place")
 	}
-	summary := regexp.MustCompile(`^got ` + root + ` ` + regexp.QuoteMeta(out) + ` \(6\.0 MiB in [0-9.]+s, [0-9.]+ (KiB|MiB)/s from 1 peers\)$`)
+	summary := regexp.MustCompile(`^got ` + root + ` ` + regexp.QuoteMeta(out) + ` \(6\.0 MiB in [0-9.]+s, [0-9.]+ (KiB|MiB)/s from 1 peer\)$`)
 	i := slices.IndexFunc(lines, summary.MatchString)
 	if i < 0 {
 		t.Fatalf("no summary line `got %s %s (...)`; the terminal showed:\n%s", root, out, strings.Join(lines, "\n"))
