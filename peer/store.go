@@ -102,12 +102,14 @@ func (s *Store) readLeaf(ctx context.Context, c cid.Cid, l location) ([]byte, er
 		return nil, fmt.Errorf("reading leaf %s: %w", c, err)
 	}
 	at := time.Now().UnixNano()
-	data := make([]byte, l.Size)
+	data := leafBuf(l.Size)
 	if _, err := fh.ReadAt(data, int64(l.Offset)); err != nil && !(errors.Is(err, io.EOF) && l.Size == 0) {
+		s.Release(data)
 		return nil, fmt.Errorf("reading leaf %s from %s: %w", c, f.Path, err)
 	}
 	after, err := fh.Stat()
 	if err != nil {
+		s.Release(data)
 		return nil, fmt.Errorf("reading leaf %s: %w", c, err)
 	}
 	// Unchanged during the read, and the identity its bytes were verified
@@ -119,12 +121,41 @@ func (s *Store) readLeaf(ctx context.Context, c cid.Cid, l location) ([]byte, er
 		return data, nil
 	}
 	if err := chunker.Verify(c, data); err != nil {
+		s.Release(data)
 		return nil, fmt.Errorf("leaf %s in %s at %d (file changed since add?): %w", c, f.Path, l.Offset, err)
 	}
 	if stable && id.settled(at) {
 		s.trust.add(l.FileID, l.Offset, id)
 	}
 	return data, nil
+}
+
+// leafBufs holds leaf buffers of chunker.MaxChunkSize bytes for reuse: a
+// seed reads one per leaf it serves, and fresh ones cost their zeroing
+// and the collector's work. A buffer is in the pool only between a
+// Release and the next leafBuf.
+var leafBufs sync.Pool
+
+// leafBuf returns a buffer of n bytes, from leafBufs if it fits one.
+func leafBuf(n uint64) []byte {
+	if n > chunker.MaxChunkSize {
+		return make([]byte, n)
+	}
+	if b, ok := leafBufs.Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, chunker.MaxChunkSize)
+}
+
+// Release takes back the data of a block Get returned, for reuse by a
+// later Get (transfer.BlockReleaser): the caller must not touch it after.
+// Callers that keep the data (Bitswap, the gateway, CAR export) never
+// call it; their buffers are left to the collector.
+func (s *Store) Release(data []byte) {
+	if cap(data) == chunker.MaxChunkSize {
+		data = data[:0]
+		leafBufs.Put(&data)
+	}
 }
 
 // leafTrust remembers, per file, the leaves this process has verified
