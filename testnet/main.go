@@ -209,18 +209,28 @@ func mustAbs(p string) string {
 
 // newPeer creates a peer with its own repo (and namespace in netns mode).
 func (r *runner) newPeer(name string, capMbit int) (*peerNode, error) {
-	p := &peerNode{name: name, repo: filepath.Join(mustAbs(r.out), "peers", name), ip: "127.0.0.1"}
-	if err := os.MkdirAll(filepath.Dir(p.repo), 0o755); err != nil {
-		return nil, err
-	}
+	ns, ip, upload := "", "127.0.0.1", ""
 	if r.mode == "netns" {
-		ns, ip, err := r.net.addPeer(capMbit)
-		if err != nil {
+		var err error
+		if ns, ip, err = r.net.addPeer(capMbit); err != nil {
 			return nil, err
 		}
-		p.netns, p.ip = ns, ip
 	} else if capMbit > 0 {
-		p.upload = fmt.Sprintf("%dMbit", capMbit)
+		upload = fmt.Sprintf("%dMbit", capMbit)
+	}
+	p, err := r.newPeerAt(name, ns, ip)
+	if p != nil {
+		p.upload = upload
+	}
+	return p, err
+}
+
+// newPeerAt creates a peer with its own repo that runs in namespace ns
+// ("": none) and listens on ip.
+func (r *runner) newPeerAt(name, ns, ip string) (*peerNode, error) {
+	p := &peerNode{name: name, repo: filepath.Join(mustAbs(r.out), "peers", name), ip: ip, netns: ns}
+	if err := os.MkdirAll(filepath.Dir(p.repo), 0o755); err != nil {
+		return nil, err
 	}
 	id, err := r.run(p, "init")
 	if err != nil {
