@@ -64,9 +64,9 @@ type peerNode struct {
 	name   string
 	repo   string
 	id     string
-	ip     string // listen IP: 127.0.0.1 or its namespace address
-	netns  string // "" in loopback mode
-	upload string // --max-upload RATE for p2pshare ("" when tc caps it)
+	ip     string   // listen IP: 127.0.0.1 or its namespace address
+	netns  string   // "" in loopback mode
+	upload string   // --max-upload RATE for p2pshare ("" when tc caps it)
 	flags  []string // more flags for its seed (--no-relay)
 
 	seed  *exec.Cmd
@@ -204,10 +204,10 @@ type getResult struct {
 	Peer     string            `json:"peer"`
 	Bytes    uint64            `json:"bytes"`
 	Seconds  float64           `json:"seconds"`
-	Finish   float64           `json:"finish"` // seconds since the scenario's start
-	From     map[string]uint64 `json:"from"`   // bytes by source peer name
+	Finish   float64           `json:"finish"`  // seconds since the scenario's start
+	From     map[string]uint64 `json:"from"`    // bytes by source peer name
 	Relayed  map[string]uint64 `json:"relayed"` // the part of From that came through a relay
-	Wasted   uint64            `json:"wasted"` // bytes received but not used
+	Wasted   uint64            `json:"wasted"`  // bytes received but not used
 	SHA256OK bool              `json:"sha256_ok"`
 	Attempts int               `json:"attempts"`
 	Progress []point           `json:"progress"`
