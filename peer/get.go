@@ -28,7 +28,7 @@ var (
 	// ErrUnreachable means peers holding the content were found but none
 	// could be connected to, directly or through a relay: typically peers
 	// behind NAT that hold no relay reservation.
-	ErrUnreachable = errors.New("no path to the peers holding it")
+	ErrUnreachable = errors.New("no path to the peers holding the content")
 	// ErrExists means the output path holds different content.
 	ErrExists = errors.New("output path exists")
 )
@@ -398,8 +398,8 @@ func unreachable(err error, sess *transfer.Session) error {
 	if n == 0 {
 		return err
 	}
-	return fmt.Errorf("%w: found %d peer(s) holding it but could connect to none, directly or through a relay "+
-		"(behind NAT with no relay reservation: run a publicly reachable seed, which relays unless --no-relay, or get on the same network)", ErrUnreachable, n)
+	return fmt.Errorf("%w: %d peer(s) hold it but none could be reached, directly or through a relay: "+
+		"behind NAT, with no relay reservation (a publicly reachable seed relays for them unless run with --no-relay)", ErrUnreachable, n)
 }
 
 // adoptFinished records as complete a result that is in place under out

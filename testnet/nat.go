@@ -18,12 +18,15 @@ type natCase struct {
 	relay bool    // the public seeds offer a relay service
 	size  int64
 	cap   int // A's upload cap in Mbit/s (0: none)
+	// timeout is B's get --timeout (0: the runner's).
+	timeout time.Duration
 }
 
 // natResult is what a natCase showed.
 type natResult struct {
 	get     *getResult // nil when the get failed
 	err     error      // the get's failure: its one line
+	exit    int        // and its exit status
 	relayed uint64     // bytes that came through the relay
 	direct  uint64     // bytes that came over a direct (hole-punched) connection
 	aStatus string     // A's NAT state before the get, as status printed it
@@ -161,13 +164,16 @@ func (r *runner) runNAT(ctx context.Context, c natCase) (*natResult, error) {
 	logf("A: AutoNAT says %s", res.aStatus)
 
 	got := filepath.Join(mustAbs(r.out), "data", c.name+"-got.bin")
+	if c.timeout > 0 {
+		r.timeout = c.timeout
+	}
 	t0 := time.Now()
 	g, err := r.get(ctx, b, root, got, []string{pub[0].addr}, false, nil, nil)
 	if err != nil {
 		if g == nil {
 			return nil, err
 		}
-		res.err = fmt.Errorf("%s", g.Err)
+		res.err, res.exit = fmt.Errorf("%s", g.Err), g.ExitCode
 		logf("B (%s behind NAT %s): get failed after %.1fs: %s", ipB, strings.TrimSuffix(natRouterB, "/24"), time.Since(t0).Seconds(), g.Err)
 		return res, nil
 	}

@@ -210,6 +210,7 @@ type getResult struct {
 	Wasted   uint64            `json:"wasted"`  // bytes received but not used
 	SHA256OK bool              `json:"sha256_ok"`
 	Attempts int               `json:"attempts"`
+	ExitCode int               `json:"exit_code,omitempty"` // a failed get's
 	Progress []point           `json:"progress"`
 	Err      string            `json:"error,omitempty"`
 }
@@ -266,6 +267,7 @@ func (r *runner) get(ctx context.Context, p *peerNode, root, out string, boot []
 			Relayed   map[string]uint64 `json:"relayed_from"`
 			Wasted    uint64            `json:"wasted"`
 			Message   string            `json:"message"`
+			ExitCode  int               `json:"exit_code"`
 		}
 		if json.Unmarshal(sc.Bytes(), &ev) != nil {
 			continue
@@ -295,7 +297,7 @@ func (r *runner) get(ctx context.Context, p *peerNode, root, out string, boot []
 				}()
 			}
 		case "error":
-			res.Err = ev.Message
+			res.Err, res.ExitCode = ev.Message, ev.ExitCode
 		}
 	}
 	err = c.Wait()
