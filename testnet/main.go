@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	testnet [flags] demo|scale|flashcrowd|churn|dht|bench
+//	testnet [flags] demo|scale|flashcrowd|churn|dht|bench|nat
 //
 // In netns mode (root) every peer runs in a network namespace of its own,
 // joined by a bridge, its upload capped by tc tbf; in loopback mode (any
@@ -67,7 +67,7 @@ func main() {
 		quick   = flag.Bool("quick", false, "tiny sizes (tests)")
 	)
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: testnet [flags] demo|scale|flashcrowd|churn|dht|bench\n")
+		fmt.Fprintf(os.Stderr, "usage: testnet [flags] demo|scale|flashcrowd|churn|dht|bench|nat\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()

@@ -20,6 +20,9 @@ type natCase struct {
 	cap   int // A's upload cap in Mbit/s (0: none)
 	// timeout is B's get --timeout (0: the runner's).
 	timeout time.Duration
+	// net numbers the case's public subnet, 11.77.net.0/24, so that
+	// cases of one run do not share addresses.
+	net int
 }
 
 // natResult is what a natCase showed.
@@ -32,15 +35,15 @@ type natResult struct {
 	aStatus string     // A's NAT state before the get, as status printed it
 }
 
-// Public addresses of the NAT setup: the bridge is "the internet", so its
-// addresses must be public ones (AutoNAT, AutoRelay and hole punching
-// ignore private ones). 11.0.0.0/8 is routable, and these namespaces
-// reach nothing outside themselves.
+// pubIP is host h's address on case c's public subnet. The bridge is "the
+// internet", so its addresses must be public ones (AutoNAT, AutoRelay and
+// hole punching ignore private ones): 11.0.0.0/8 is routable, and these
+// namespaces reach nothing outside themselves. Hosts 1 and 2 are the
+// public seeds, 11 and 12 the NAT routers of A and B.
+func (c natCase) pubIP(h int) string { return fmt.Sprintf("11.77.%d.%d", c.net, h) }
+
+// How long, and how often, a NAT run waits for AutoNAT's verdicts.
 const (
-	natSeedIP   = "11.77.0.1"
-	natSeed2IP  = "11.77.0.2"
-	natRouterA  = "11.77.0.11/24"
-	natRouterB  = "11.77.0.12/24"
 	natWaitNAT  = 90 * time.Second
 	natWaitPoll = time.Second
 )
@@ -97,7 +100,12 @@ func (r *runner) runNAT(ctx context.Context, c natCase) (*natResult, error) {
 	// The internet: two public seeds, so that AutoNAT on each has a peer
 	// to confirm it is reachable (a relay service runs only then).
 	var pub []*peerNode
-	for i, ip := range []string{natSeedIP, natSeed2IP} {
+	defer func() {
+		for _, p := range pub {
+			r.stopSeed(p, false)
+		}
+	}()
+	for i, ip := range []string{c.pubIP(1), c.pubIP(2)} {
 		ns, err := r.net.addOnBridge(func(int) string { return ip + "/24" }, 0)
 		if err != nil {
 			return nil, err
@@ -120,13 +128,13 @@ func (r *runner) runNAT(ctx context.Context, c natCase) (*natResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	logf("public seed %s: AutoNAT says %s (relay service %s)", natSeedIP, st.NAT, map[bool]string{true: "on", false: "off (--no-relay)"}[c.relay])
+	logf("public seed %s: AutoNAT says %s (relay service %s)", c.pubIP(1), st.NAT, map[bool]string{true: "on", false: "off (--no-relay)"}[c.relay])
 
-	nsA, ipA, err := r.net.addNAT(natRouterA, 1, c.kind, c.cap)
+	nsA, ipA, err := r.net.addNAT(c.pubIP(11)+"/24", 1, c.kind, c.cap)
 	if err != nil {
 		return nil, err
 	}
-	nsB, ipB, err := r.net.addNAT(natRouterB, 2, c.kind, 0)
+	nsB, ipB, err := r.net.addNAT(c.pubIP(12)+"/24", 2, c.kind, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +149,7 @@ func (r *runner) runNAT(ctx context.Context, c natCase) (*natResult, error) {
 	if err := r.startSeed(ctx, a, pub[0].addr); err != nil {
 		return nil, err
 	}
+	defer r.stopSeed(a, false)
 	path, sum, err := r.makeFile(c.name+".bin", c.size)
 	if err != nil {
 		return nil, err
@@ -150,7 +159,7 @@ func (r *runner) runNAT(ctx context.Context, c natCase) (*natResult, error) {
 		return nil, err
 	}
 	root := strings.TrimSpace(added)
-	logf("A (%s behind NAT %s, %s) seeds %s (%d MiB)", ipA, strings.TrimSuffix(natRouterA, "/24"), c.kind, root, c.size>>20)
+	logf("A (%s behind NAT %s, %s) seeds %s (%d MiB)", ipA, c.pubIP(11), c.kind, root, c.size>>20)
 	st, err = r.waitStatus(ctx, a, "private with a relay address", func(s nodeStatus) bool {
 		return s.NAT == "private" && (s.Relayed || !c.relay)
 	})
@@ -174,7 +183,7 @@ func (r *runner) runNAT(ctx context.Context, c natCase) (*natResult, error) {
 			return nil, err
 		}
 		res.err, res.exit = fmt.Errorf("%s", g.Err), g.ExitCode
-		logf("B (%s behind NAT %s): get failed after %.1fs: %s", ipB, strings.TrimSuffix(natRouterB, "/24"), time.Since(t0).Seconds(), g.Err)
+		logf("B (%s behind NAT %s): get failed after %.1fs: %s", ipB, c.pubIP(12), time.Since(t0).Seconds(), g.Err)
 		return res, nil
 	}
 	g.SHA256OK = fileSHA(got) == sum
@@ -185,8 +194,47 @@ func (r *runner) runNAT(ctx context.Context, c natCase) (*natResult, error) {
 	res.relayed = g.Relayed[a.name]
 	res.direct = g.From[a.name] - res.relayed
 	logf("B (%s behind NAT %s): got %d MiB in %.1fs, SHA-256 ok; from A: %s through the relay, %s over a direct hole-punched connection",
-		ipB, strings.TrimSuffix(natRouterB, "/24"), g.Bytes>>20, g.Seconds, mibs(res.relayed), mibs(res.direct))
+		ipB, c.pubIP(12), g.Bytes>>20, g.Seconds, mibs(res.relayed), mibs(res.direct))
 	return res, nil
 }
 
 func mibs(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// nat is the nat scenario: a peer behind one NAT seeds, a peer behind
+// another gets it, with a public seed as the only bootstrap; three times:
+// behind plain masquerade (the hole punch works), behind symmetric NATs
+// (it cannot: everything through the relay) and with no relay service
+// (no path at all: the get fails, saying why). Each prints which path
+// carried the bytes.
+func (r *runner) nat(ctx context.Context, cfg config) error {
+	size := r.size(cfg, 48, 48)
+	cases := []natCase{
+		{name: "cone", kind: natCone, relay: true, size: size, cap: cfg.capMbit, net: 1},
+		{name: "symmetric", kind: natSymmetric, relay: true, size: size, cap: cfg.capMbit, net: 2},
+		{name: "norelay", kind: natCone, relay: false, size: 4 * mib, timeout: 20 * time.Second, net: 3},
+	}
+	fmt.Printf("nat: A behind one NAT seeds, B behind another gets it (bootstrap: a public seed); A's upload capped at %d Mbit/s\n", cfg.capMbit)
+	type row struct {
+		c   natCase
+		res *natResult
+	}
+	var rows []row
+	timeout := r.timeout
+	for _, c := range cases {
+		r.timeout = timeout
+		res, err := r.runNAT(ctx, c)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row{c, res})
+	}
+	fmt.Printf("\n%-10s  %-24s  %-5s  %-34s  %s\n", "case", "NAT", "relay", "A's NAT state", "path that carried the bytes")
+	for _, rw := range rows {
+		path := fmt.Sprintf("none: get failed (exit %d): %v", rw.res.exit, rw.res.err)
+		if g := rw.res.get; g != nil {
+			path = fmt.Sprintf("%s through the relay, %s direct (hole-punched), in %.1fs", mibs(rw.res.relayed), mibs(rw.res.direct), g.Seconds)
+		}
+		fmt.Printf("%-10s  %-24s  %-5v  %-34s  %s\n", rw.c.name, rw.c.kind, rw.c.relay, rw.res.aStatus, path)
+	}
+	return nil
+}

@@ -58,8 +58,10 @@ func (r *runner) runScenario(ctx context.Context, name string, cfg config) error
 		return r.dht(ctx, cfg)
 	case "bench":
 		return r.bench(ctx, cfg)
+	case "nat":
+		return r.nat(ctx, cfg)
 	}
-	return fmt.Errorf("unknown scenario %q (demo, scale, slowseed, flashcrowd, churn, dht, bench)", name)
+	return fmt.Errorf("unknown scenario %q (demo, scale, slowseed, flashcrowd, churn, dht, bench, nat)", name)
 }
 
 // seedFile starts a seed on each peer (bootstrapping from the first) and
