@@ -399,7 +399,7 @@ func unreachable(err error, sess *transfer.Session) error {
 		return err
 	}
 	return fmt.Errorf("%w: %d peer(s) hold it but none could be reached, directly or through a relay: "+
-		"behind NAT, with no relay reservation (a publicly reachable seed relays for them unless run with --no-relay)", ErrUnreachable, n)
+		"offline, or behind NAT with no relay reservation (a publicly reachable seed relays for them unless run with --no-relay)", ErrUnreachable, n)
 }
 
 // adoptFinished records as complete a result that is in place under out
