@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	testnet [flags] demo|scale|slowseed|flashcrowd|churn|dht|whole|bench
+//	testnet [flags] demo|scale|slowseed|flashcrowd|churn|dht|whole|bench|nat
 //
 // In netns mode (root) every peer runs in a network namespace of its own,
 // joined by a bridge, its upload capped by tc tbf; in loopback mode (any
@@ -68,7 +68,7 @@ func main() {
 		quick   = flag.Bool("quick", false, "tiny sizes (tests)")
 	)
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: testnet [flags] demo|scale|slowseed|flashcrowd|churn|dht|whole|bench\n")
+		fmt.Fprintf(os.Stderr, "usage: testnet [flags] demo|scale|slowseed|flashcrowd|churn|dht|whole|bench|nat\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -220,48 +220,43 @@ func mustAbs(p string) string {
 
 // newPeer creates a peer with its own repo (and namespace in netns mode).
 func (r *runner) newPeer(name string, capMbit int) (*peerNode, error) {
-	p, err := r.blankPeer(name)
-	if err != nil {
-		return nil, err
-	}
+	ns, ip, upload := "", "127.0.0.1", ""
 	if r.mode == "netns" {
-		ns, ip, err := r.net.addPeer(capMbit)
-		if err != nil {
+		var err error
+		if ns, ip, err = r.net.addPeer(capMbit); err != nil {
 			return nil, err
 		}
-		p.netns, p.ip = ns, ip
 	} else if capMbit > 0 {
-		p.upload = fmt.Sprintf("%dMbit", capMbit)
+		upload = fmt.Sprintf("%dMbit", capMbit)
 	}
-	return p, r.initPeer(p)
+	p, err := r.newPeerAt(name, ns, ip)
+	if p != nil {
+		p.upload = upload
+	}
+	return p, err
 }
 
 // loopPeer creates a peer on 127.0.0.1 with no cap, in either mode.
 func (r *runner) loopPeer(name string) (*peerNode, error) {
-	p, err := r.blankPeer(name)
+	return r.newPeerAt(name, "", "127.0.0.1")
+}
+
+// newPeerAt creates a peer with its own repo that runs in namespace ns
+// ("": none) and listens on ip.
+func (r *runner) newPeerAt(name, ns, ip string) (*peerNode, error) {
+	p := &peerNode{name: name, repo: filepath.Join(mustAbs(r.out), "peers", name), ip: ip, netns: ns}
+	if err := os.MkdirAll(filepath.Dir(p.repo), 0o755); err != nil {
+		return nil, err
+	}
+	id, err := r.run(p, "init")
 	if err != nil {
 		return nil, err
 	}
-	return p, r.initPeer(p)
-}
-
-// blankPeer names a peer on 127.0.0.1 and makes room for its repo.
-func (r *runner) blankPeer(name string) (*peerNode, error) {
-	p := &peerNode{name: name, repo: filepath.Join(mustAbs(r.out), "peers", name), ip: "127.0.0.1"}
-	return p, os.MkdirAll(filepath.Dir(p.repo), 0o755)
-}
-
-// initPeer runs p2pshare init for p and records its peer ID.
-func (r *runner) initPeer(p *peerNode) error {
-	id, err := r.run(p, "init")
-	if err != nil {
-		return err
-	}
 	p.id = strings.TrimSpace(id)
 	r.mu.Lock()
-	r.names[p.id] = p.name
+	r.names[p.id] = name
 	r.mu.Unlock()
-	return nil
+	return p, nil
 }
 
 func (r *runner) nameOf(id string) string {

@@ -61,8 +61,10 @@ func (r *runner) runScenario(ctx context.Context, name string, cfg config) error
 		return err
 	case "bench":
 		return r.bench(ctx, cfg)
+	case "nat":
+		return r.nat(ctx, cfg)
 	}
-	return fmt.Errorf("unknown scenario %q (demo, scale, slowseed, flashcrowd, churn, dht, whole, bench)", name)
+	return fmt.Errorf("unknown scenario %q (demo, scale, slowseed, flashcrowd, churn, dht, whole, bench, nat)", name)
 }
 
 // seedFile starts a seed on each peer (bootstrapping from the first) and

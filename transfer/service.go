@@ -33,6 +33,10 @@ var ErrNotFound = errors.New("not found")
 // from.
 var ErrNoPeers = errors.New("no peers hold the content")
 
+// errUnreachable marks a peer the session could not connect to, directly
+// or through a relay (see Session.Unreached).
+var errUnreachable = errors.New("cannot connect to")
+
 // BlockStore keeps verified blocks. Put is never called with unverified
 // data, and must not keep data after it returns (the buffer is reused).
 // Implementations must be safe for concurrent use.

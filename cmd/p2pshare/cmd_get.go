@@ -121,7 +121,7 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 	}
 	if p.json {
 		p.event(getSummaryEvent{Type: "summary", CID: res.CID, Path: res.Path, Bytes: res.Bytes, Seconds: res.Seconds,
-			From: res.From, Wasted: res.Wasted, WastedFrom: res.WastedFrom})
+			From: res.From, Wasted: res.Wasted, WastedFrom: res.WastedFrom, RelayedFrom: res.RelayedFrom})
 	} else if !p.quiet {
 		fmt.Fprintln(p.out, summaryLine(res))
 		if opts.Verbose {
@@ -149,35 +149,35 @@ func summaryLine(res peer.GetResult) string {
 }
 
 // peerTable is get -v's table of the peers that sent data (or wasted
-// some), most bytes first:
+// some), most bytes first, with the bytes that came through a relay:
 //
-//	peer                                                  bytes  share  wasted
-//	12D3KooWRm...                                       3.0 MiB  75.0%     0 B
+//	peer                                                  bytes  share  wasted     relayed
+//	12D3KooWRm...                                       3.0 MiB  75.0%     0 B     1.0 MiB
 func peerTable(res peer.GetResult) string {
 	type row struct {
-		id            string
-		bytes, wasted uint64
+		id                     string
+		bytes, wasted, relayed uint64
 	}
 	var rows []row
 	var total uint64
 	for id, b := range res.From {
-		rows = append(rows, row{id, b, res.WastedFrom[id]})
+		rows = append(rows, row{id, b, res.WastedFrom[id], res.RelayedFrom[id]})
 		total += b
 	}
 	for id, w := range res.WastedFrom {
 		if _, ok := res.From[id]; !ok {
-			rows = append(rows, row{id, 0, w})
+			rows = append(rows, row{id, 0, w, 0})
 		}
 	}
 	slices.SortFunc(rows, func(a, b row) int { return cmp.Or(cmp.Compare(b.bytes, a.bytes), strings.Compare(a.id, b.id)) })
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%-52s  %10s  %6s  %10s\n", "peer", "bytes", "share", "wasted")
+	fmt.Fprintf(&sb, "%-52s  %10s  %6s  %10s  %10s\n", "peer", "bytes", "share", "wasted", "relayed")
 	for _, r := range rows {
 		share := 0.0
 		if total > 0 {
 			share = 100 * float64(r.bytes) / float64(total)
 		}
-		fmt.Fprintf(&sb, "%-52s  %10s  %5.1f%%  %10s\n", r.id, humanBytes(r.bytes), share, humanBytes(r.wasted))
+		fmt.Fprintf(&sb, "%-52s  %10s  %5.1f%%  %10s  %10s\n", r.id, humanBytes(r.bytes), share, humanBytes(r.wasted), humanBytes(r.relayed))
 	}
 	return sb.String()
 }
