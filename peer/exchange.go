@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ipfs/boxo/exchange"
+	"github.com/ipfs/boxo/retrieval"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sync/errgroup"
@@ -36,10 +37,9 @@ const (
 // fetches blocks from the swarm over p2pshare's transfer protocol, for the
 // HTTP gateway (peer/gateway), which asks it for the blocks the repo does
 // not hold. Each exchange session (one per gateway request) is a
-// transfer.Session named after the first block it fetches, the root of
-// the request's path: it finds peers through the DHT's providers of that
-// root and the peers this node is connected to, as get does, and keeps
-// nothing itself (the gateway caches what it fetched). Every block is
+// transfer.Session named after the root of the request's path: it finds
+// peers through the DHT's providers of that root and the peers this node
+// is connected to, as get does, and keeps nothing itself (the gateway caches what it fetched). Every block is
 // hashed against its CID by the session before it is returned, and a peer
 // that sends a bad one is dropped from the session for good; only CIDs
 // that chunker.CheckCID accepts are fetched. Each block must arrive within
@@ -110,12 +110,22 @@ type swarmSession struct {
 	closed bool
 }
 
-// session returns the transfer session, started for root if there is
-// none yet, or nil once the session has ended.
-func (s *swarmSession) session(root cid.Cid) *transfer.Session {
+// session returns the transfer session, or nil once the session has
+// ended. The first call starts it, named after the root of the gateway
+// request's path, which boxo records on the request's context
+// (retrieval.State) before it fetches anything, else after first (the
+// first block asked for). The path's root is what peers provide: a later
+// request whose first blocks the gateway has cached still finds them.
+func (s *swarmSession) session(first cid.Cid) *transfer.Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sess == nil && !s.closed {
+		root := first
+		if rs := retrieval.StateFromContext(s.life); rs != nil {
+			if r := rs.GetRootCID(); chunker.CheckCID(r) == nil {
+				root = r
+			}
+		}
 		s.sess = s.e.n.Transfer.NewSession(root, s.e.n.DHT, transfer.WithStore(noStore{}))
 	}
 	if s.closed {

@@ -16,9 +16,9 @@ import (
 
 	"github.com/ipfs/go-cid"
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/multiformats/go-multicodec"
 	mh "github.com/multiformats/go-multihash"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/p2pshare/p2pshare/chunker"
 	"github.com/p2pshare/p2pshare/peer"
@@ -139,13 +139,17 @@ func received(t *testing.T, n *peer.Node) (bytes, blocks, bad float64) {
 // TestGatewayFetchesFromSwarm: node A holds a 12 MiB file and a folder;
 // node B, which holds neither, serves them through its gateway. A Range
 // request in the middle of the file fetches only a few of its 48 leaves;
+// one near the end, B no longer connected to A, finds A again through the
+// DHT;
 // whole files, the folder's listing and a file inside it come out byte
 // for byte; a CID nobody has is a 504 within a bounded time.
 func TestGatewayFetchesFromSwarm(t *testing.T) {
-	a := startNode(t)
+	// c is only a DHT node: b finds a through the providers of root.
+	c := startNode(t)
+	a := startNode(t, c)
 	const size = 12 << 20
 	root, data := share(t, a, size)
-	b := startNode(t, a)
+	b := startNode(t, c)
 	const blockTimeout = 3 * time.Second
 	url := serveFetching(t, b, blockTimeout)
 
@@ -164,6 +168,16 @@ func TestGatewayFetchesFromSwarm(t *testing.T) {
 	// third of the file is far from "downloaded it all first".
 	if gotBytes >= size/3 || gotBlocks < 3 {
 		t.Errorf("range request fetched %.0f bytes in %d blocks of a %d-byte file", gotBytes, int(gotBlocks), size)
+	}
+
+	// Another range, near the end, once b has let go of a: the folder and
+	// file nodes come from the cache, the first block fetched is a leaf,
+	// and a is found again as a provider of the path's root.
+	b.Host.Network().ClosePeer(a.Host.ID())
+	from = size - 300<<10
+	resp, body, err = fetch(t, fmt.Sprintf("%s/ipfs/%s/big.bin", url, root), map[string]string{"Range": fmt.Sprintf("bytes=%d-", from)})
+	if err != nil || resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, data[from:]) {
+		t.Fatalf("range at the end, after a disconnect: %v, %d bytes, err %v", resp.StatusCode, len(body), err)
 	}
 
 	resp, body, err = fetch(t, fmt.Sprintf("%s/ipfs/%s/big.bin", url, root), nil)
