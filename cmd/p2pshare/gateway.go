@@ -7,10 +7,11 @@ import (
 	"github.com/p2pshare/p2pshare/peer/gateway"
 )
 
-// serveGateway serves n's blocks as an IPFS HTTP gateway on addr (loopback
-// unless addr names a host) until ctx ends, and prints `gateway http://ADDR`.
+// serveGateway serves n's blocks, and those it fetches from the swarm, as
+// an IPFS HTTP gateway on addr (loopback unless addr names a host) until
+// ctx ends, and prints `gateway http://ADDR`.
 func serveGateway(ctx context.Context, n *peer.Node, addr string, p *printer) error {
-	h, err := gateway.NewHandler(n.Repo.Blockstore())
+	h, err := gateway.NewHandler(n.Repo.Blockstore(), n.Exchange(0))
 	if err != nil {
 		return err
 	}
