@@ -55,12 +55,28 @@ func unsupported(path string, m fs.FileMode) error {
 	return fmt.Errorf("%s is a %s: %w", path, kind, ErrUnsupportedFile)
 }
 
+// Opener is a Sink that wants each regular file's FileInfo as fstat gives
+// it once the file is open, before its first byte is read: the identity
+// of the bytes about to be hashed, if nothing changes them meanwhile.
+type Opener interface {
+	Opened(path string, fi os.FileInfo) error
+}
+
 func addFile(ctx context.Context, path string, opts Options, s Sink) (Result, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Result{}, err
 	}
 	defer f.Close()
+	if o, ok := s.(Opener); ok {
+		fi, err := f.Stat()
+		if err != nil {
+			return Result{}, err
+		}
+		if err := o.Opened(path, fi); err != nil {
+			return Result{}, err
+		}
+	}
 	return AddReader(ctx, f, path, opts, s)
 }
 

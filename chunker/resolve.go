@@ -35,7 +35,7 @@ func SplitPath(p string) ([]string, error) {
 		return nil, fmt.Errorf("%w: path of more than %d elements", ErrUnsafeName, maxPathElements)
 	}
 	for _, e := range elems {
-		if err := checkName(e); err != nil {
+		if err := CheckName(e); err != nil {
 			return nil, err
 		}
 	}
@@ -61,7 +61,7 @@ func Resolve(ctx context.Context, root cid.Cid, elems []string, get Getter) (cid
 	w := newWalker(get)
 	cur := root
 	for i, name := range elems {
-		if err := checkName(name); err != nil {
+		if err := CheckName(name); err != nil {
 			return cid.Undef, err
 		}
 		if isRawCID(cur) {

@@ -176,7 +176,11 @@ func (w *walker) fetch(ctx context.Context, c cid.Cid) (*Node, error) {
 
 func isRawCID(c cid.Cid) bool { return c.Prefix().Codec == uint64(multicodec.Raw) }
 
-func checkName(name string) error {
+// CheckName refuses a name that is not one plain path element: empty, "."
+// or "..", or holding a slash, a backslash or a NUL (ErrUnsafeName). Every
+// name from the network (folder entries, a ticket's name) passes it before
+// anything is created under it.
+func CheckName(name string) error {
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
 		return fmt.Errorf("%w: %q", ErrUnsafeName, name)
 	}
@@ -302,7 +306,7 @@ func (w *walker) checkFile(ctx context.Context, c cid.Cid, n *Node, depth int) e
 func (w *walker) entries(ctx context.Context, n *Node, depth int, fn func(name string, l Link) error) error {
 	seen := map[string]bool{}
 	visit := func(name string, l Link) error {
-		if err := checkName(name); err != nil {
+		if err := CheckName(name); err != nil {
 			return err
 		}
 		if seen[name] {
@@ -383,7 +387,7 @@ func (w *walker) checkShard(ctx context.Context, c cid.Cid, n *Node, path []byte
 			continue
 		}
 		name := l.Name[width:]
-		if err := checkName(name); err != nil {
+		if err := CheckName(name); err != nil {
 			return Stats{}, err
 		}
 		if !placed(name, here) {

@@ -53,7 +53,7 @@ func (r *Repo) Add(ctx context.Context, path string, opts AddOptions) (AddResult
 	if err != nil {
 		return AddResult{}, err
 	}
-	s := &indexSink{b: b, copy: opts.Copy, ids: map[string]string{}}
+	s := &indexSink{b: b, copy: opts.Copy, ids: map[string]string{}, opened: map[string]openedFile{}}
 	res, err := chunker.AddPath(ctx, abs, opts.Options, progressSink{s, opts.Progress, new(atomic.Int64)})
 	if err != nil {
 		return AddResult{}, err
@@ -96,10 +96,11 @@ func HashPath(ctx context.Context, path string, opts AddOptions) (AddResult, err
 
 // indexSink records a build in the repo's index.
 type indexSink struct {
-	b     *batch
-	copy  bool
-	ids   map[string]string // path -> file ID
-	files []string
+	b      *batch
+	copy   bool
+	ids    map[string]string     // path -> file ID
+	opened map[string]openedFile // path -> as opened, until File
+	files  []string
 }
 
 func (s *indexSink) fileID(path string) string {
@@ -123,17 +124,35 @@ func (s *indexSink) Node(c cid.Cid, data []byte) error {
 	return s.b.put(blockKey(c), append([]byte(nil), data...))
 }
 
+// Opened keeps the identity of a file as opened, before its bytes are
+// hashed: the identity its leaves are verified under.
+func (s *indexSink) Opened(path string, fi os.FileInfo) error {
+	s.opened[path] = openedFile{fi, time.Now().UnixNano()}
+	return nil
+}
+
 func (s *indexSink) File(path string, root cid.Cid, size int64) error {
 	if s.copy {
 		return nil
 	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
+	o, ok := s.opened[path]
+	delete(s.opened, path)
+	if !ok {
+		return fmt.Errorf("adding %s: the file was not opened as a file", path)
 	}
-	f := fileRecordOf(path, st, root)
+	f := fileRecordOf(path, o.fi, root)
+	if f.Size == size { // else it changed while hashed: leaves are hashed when served
+		f.VerifiedNs = o.at
+	}
 	f.Size = size // what was hashed
 	return s.b.putJSON(fileKey(s.fileID(path)), f)
+}
+
+// openedFile is a file's FileInfo as opened and the wall time it was
+// taken (Unix ns).
+type openedFile struct {
+	fi os.FileInfo
+	at int64
 }
 
 // progressSink reports bytes hashed as leaves pass through.
@@ -148,4 +167,12 @@ func (p progressSink) Leaf(path string, off int64, c cid.Cid, data []byte) error
 		p.fn(p.total.Add(int64(len(data))))
 	}
 	return p.Sink.Leaf(path, off, c, data)
+}
+
+// Opened passes the file's identity on to the sink if it wants it.
+func (p progressSink) Opened(path string, fi os.FileInfo) error {
+	if o, ok := p.Sink.(chunker.Opener); ok {
+		return o.Opened(path, fi)
+	}
+	return nil
 }

@@ -17,8 +17,9 @@ import (
 // Blockstore is the repo's blocks as a read-only boxo Blockstore, for the
 // servers that speak the IPFS ecosystem's protocols (the Bitswap server,
 // the HTTP gateway in peer/gateway): the blocks this node holds (the DAG
-// nodes in the repo, leaves read from the added files), each verified
-// against its CID on every read by Store.Get, and nothing else. A block
+// nodes in the repo, leaves read from the added files), each checked by
+// Store.Get on every read (re-hashed, or read from a file unchanged since
+// it was verified), and nothing else. A block
 // missing or no longer valid (its file changed) is ipld.ErrNotFound.
 func (r *Repo) Blockstore() blockstore.Blockstore { return readOnlyBlocks{st: r.st} }
 

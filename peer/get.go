@@ -25,6 +25,10 @@ var (
 	ErrNoProviders = errors.New("no providers found")
 	// ErrStalled means providers were found but no data arrived in time.
 	ErrStalled = errors.New("download stalled")
+	// ErrUnreachable means peers holding the content were found but none
+	// could be connected to, directly or through a relay: typically peers
+	// behind NAT that hold no relay reservation.
+	ErrUnreachable = errors.New("no path to the peers holding the content")
 	// ErrExists means the output path holds different content.
 	ErrExists = errors.New("output path exists")
 )
@@ -73,6 +77,10 @@ type GetResult struct {
 	Wasted  uint64            `json:"wasted"` // bytes received twice or after a cancel
 	// WastedFrom is Wasted by peer ID (peers that wasted none are left out).
 	WastedFrom map[string]uint64 `json:"wasted_from,omitempty"`
+	// RelayedFrom is the part of From, by peer ID, that came through a
+	// circuit relay rather than over a direct connection (peers that
+	// relayed none are left out).
+	RelayedFrom map[string]uint64 `json:"relayed_from,omitempty"`
 }
 
 // Get fetches root from the network into opts.Out, verifying every block,
@@ -215,10 +223,10 @@ func (n *Node) get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 	// The whole structure first: nothing is written before the DAG is
 	// known to be well-formed and to fit.
 	if _, err := d.Stat(ctx, get); err != nil {
-		return GetResult{}, getError(ctx, err)
+		return GetResult{}, getError(ctx, err, sess)
 	}
 	if err := d.Open(ctx, out); err != nil {
-		return GetResult{}, getError(ctx, err)
+		return GetResult{}, getError(ctx, err, sess)
 	}
 	n.provide(target) // the structure is here: peers may start asking us
 	ld := newLiveDownload(target, out, d, sess.Peers)
@@ -255,28 +263,31 @@ func (n *Node) get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		}
 	}()
 	if err := sess.Download(ctx, d.leaves()); err != nil {
-		return GetResult{}, getError(ctx, err)
+		return GetResult{}, getError(ctx, err, sess)
 	}
 	size, err := d.Finish(ctx, opts.Force, out)
 	if err != nil {
-		return GetResult{}, getError(ctx, err)
+		return GetResult{}, getError(ctx, err, sess)
 	}
 	endProgress() // the last call must not overlap the ticker's
 	if opts.Progress != nil {
 		_, need := d.progress()
 		opts.Progress(GetProgress{BytesDone: need, BytesTotal: need, Peers: sess.Peers()})
 	}
-	wastedFrom := map[string]uint64{}
+	wastedFrom, relayedFrom := map[string]uint64{}, map[string]uint64{}
 	for p, s := range sess.Stats() {
 		if s.Bytes > 0 {
 			from[p.String()] += s.Bytes
+		}
+		if s.Relayed > 0 {
+			relayedFrom[p.String()] = s.Relayed
 		}
 		if s.Wasted > 0 {
 			wastedFrom[p.String()] = s.Wasted
 		}
 		wasted += s.Wasted
 	}
-	return GetResult{CID: target.String(), Path: out, Bytes: size, Seconds: time.Since(start).Seconds(), From: from, Wasted: wasted, WastedFrom: wastedFrom}, nil
+	return GetResult{CID: target.String(), Path: out, Bytes: size, Seconds: time.Since(start).Seconds(), From: from, Wasted: wasted, WastedFrom: wastedFrom, RelayedFrom: relayedFrom}, nil
 }
 
 // defaultOut is where a get of elems inside root goes when no output is
@@ -319,7 +330,7 @@ func (n *Node) resolve(ctx context.Context, root cid.Cid, elems []string, prov t
 		case ctx.Err() == nil && bctx.Err() != nil && gotData:
 			return nil, fmt.Errorf("no data for %s: %w", timeout, ErrStalled)
 		case ctx.Err() == nil && bctx.Err() != nil:
-			return nil, fmt.Errorf("%w for %s", ErrNoProviders, root)
+			return nil, unreachable(fmt.Errorf("%w for %s", ErrNoProviders, root), sess)
 		}
 		return nil, err
 	}
@@ -371,14 +382,29 @@ func (a alsoRoot) FindProviders(ctx context.Context, c cid.Cid) <-chan libp2ppee
 }
 
 // getError prefers the watchdog's reason over the context error it caused.
-func getError(ctx context.Context, err error) error {
+func getError(ctx context.Context, err error, sess *transfer.Session) error {
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause
+		return unreachable(cause, sess)
 	}
 	if errors.Is(err, transfer.ErrNoPeers) {
-		return fmt.Errorf("%w: %v", ErrNoProviders, err)
+		return unreachable(fmt.Errorf("%w: %v", ErrNoProviders, err), sess)
 	}
 	return err
+}
+
+// unreachable turns a download that found no provider into what it was
+// when providers were found but none could be connected to: peers behind
+// NAT with no relay to reach them through, and no direct path.
+func unreachable(err error, sess *transfer.Session) error {
+	if sess == nil || !errors.Is(err, ErrNoProviders) {
+		return err
+	}
+	n, _ := sess.Unreached()
+	if n == 0 {
+		return err
+	}
+	return fmt.Errorf("%w: %d peer(s) hold it but none could be reached, directly or through a relay: "+
+		"offline, or behind NAT with no relay reservation (a publicly reachable seed relays for them unless run with --no-relay)", ErrUnreachable, n)
 }
 
 // adoptFinished records as complete a result that is in place under out

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -14,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -32,11 +34,33 @@ const (
 	connHigh = 600
 )
 
+// RelayResources are the limits of the circuit relay v2 service a
+// publicly reachable seed offers: go-libp2p's defaults (128 reservations,
+// 16 circuits per peer, 8 reservations per IP, 2 KiB buffers), except
+// that each relayed connection may carry 16 MiB each way, not 128 KiB.
+// go-libp2p's 128 KiB is enough to coordinate a hole punch, not to carry
+// a single 1 MiB leaf: with it, a download behind two NATs would wait for
+// the hole punch to move any data, and never move any where the punch
+// cannot work. 16 MiB lets a download start over the relay at once and
+// finish a small share there; a larger one moves to the direct connection
+// when DCUtR opens one, or, where it cannot, goes on over a new circuit
+// each time the relay ends one (at 16 MiB or after 2 minutes).
+var RelayResources = func() relayv2.Resources {
+	r := relayv2.DefaultResources()
+	r.Limit = &relayv2.RelayLimit{Duration: 2 * time.Minute, Data: 16 << 20}
+	return r
+}()
+
 // newHost builds the node's libp2p host: TCP and QUIC, TLS and Noise (TLS
 // first, as go-libp2p and Kubo order them: its AES-GCM runs in hardware),
 // yamux (libp2p's default muxer), a resource manager scaled to the machine
-// with room for bulk transfer, a connection manager, hole punching and the
-// relay client for nodes behind NAT.
+// with room for bulk transfer, a connection manager, and NAT traversal as
+// go-libp2p intends it: AutoNAT (v1's dial-back service, which drives the
+// node's reachability and with it the relay service and AutoRelay, and
+// v2's per-address checks), the circuit relay v2 client with AutoRelay
+// (reservations on connected peers that run a relay service), DCUtR hole
+// punching and, with relay set, a relay service of RelayResources, which
+// go-libp2p runs only while AutoNAT finds the node publicly reachable.
 //
 // With a swarm key (psk, 32 bytes) the host joins that private network
 // only: every connection is encrypted with the key under the TLS or Noise
@@ -46,7 +70,7 @@ const (
 // addresses only (see PrivateListen).
 //
 // libp2p's metrics (and the resource manager's) go to reg.
-func newHost(key crypto.PrivKey, listen []ma.Multiaddr, psk pnet.PSK, bw metrics.Reporter, reg prometheus.Registerer) (host.Host, error) {
+func newHost(key crypto.PrivKey, listen []ma.Multiaddr, psk pnet.PSK, relay bool, bw metrics.Reporter, reg prometheus.Registerer) (host.Host, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
 	transfer.ScaleLimits(&limits) // room for bulk transfer under the stream reservations
@@ -73,6 +97,8 @@ func newHost(key crypto.PrivKey, listen []ma.Multiaddr, psk pnet.PSK, bw metrics
 		libp2p.DefaultMuxers,
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
+		libp2p.EnableNATService(),
+		libp2p.EnableAutoNATv2(),
 		libp2p.EnableHolePunching(),
 		libp2p.EnableRelay(),
 		// Relay candidates: the peers we are connected to (our own network
@@ -92,6 +118,9 @@ func newHost(key crypto.PrivKey, listen []ma.Multiaddr, psk pnet.PSK, bw metrics
 		}, autorelay.WithMinCandidates(1)),
 		libp2p.PrometheusRegisterer(reg),
 		libp2p.UserAgent("p2pshare/0.1"),
+	}
+	if relay {
+		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(RelayResources)))
 	}
 	if len(psk) > 0 {
 		opts = append(opts, libp2p.PrivateNetwork(psk))

@@ -60,23 +60,63 @@ type fileRecord struct {
 	CTimeNs int64  `json:"ctime_ns,omitempty"`
 	Dev     uint64 `json:"dev,omitempty"`
 	Ino     uint64 `json:"ino,omitempty"`
-	Root    string `json:"root"`
+	// When that identity was taken, before every leaf of the file was
+	// hashed (by add); 0 if the file was not verified as a whole (a
+	// download's, an older record): its leaves are then hashed when
+	// served until the seed has verified them itself (see leafTrust).
+	VerifiedNs int64  `json:"verified_ns,omitempty"`
+	Root       string `json:"root"`
+}
+
+// identity tells one version of a file from another: device, inode,
+// size, mtime and ctime, as fstat gives them.
+type identity struct {
+	Size, MTimeNs, CTimeNs int64
+	Dev, Ino               uint64
+}
+
+func identityOf(fi os.FileInfo) identity {
+	id := identity{Size: fi.Size(), MTimeNs: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.CTimeNs = st.Ctim.Nano()
+		id.Dev, id.Ino = uint64(st.Dev), st.Ino
+	}
+	return id
+}
+
+// identityMargin is how much older than the moment it was taken an
+// identity's ctime must be to vouch for the file's bytes (git's rule for
+// "racily clean" files): a write within the same timestamp granule as the
+// stat (a clock tick, or the 1-2 s of coarse filesystems) could leave
+// ctime as it was.
+const identityMargin = 2 * time.Second
+
+// settled reports whether id, taken at the wall time at (Unix ns), can
+// vouch for the bytes: any later write gives the file a ctime of its own.
+func (id identity) settled(at int64) bool {
+	return id.CTimeNs != 0 && id.CTimeNs < at-identityMargin.Nanoseconds()
 }
 
 // fileRecordOf records the file at path, as fi describes it, for root.
 func fileRecordOf(path string, fi os.FileInfo, root cid.Cid) fileRecord {
-	f := fileRecord{Path: path, Size: fi.Size(), MTimeNs: fi.ModTime().UnixNano(), Root: root.String()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		f.CTimeNs = st.Ctim.Nano()
-		f.Dev, f.Ino = uint64(st.Dev), st.Ino
-	}
-	return f
+	id := identityOf(fi)
+	return fileRecord{Path: path, Size: id.Size, MTimeNs: id.MTimeNs, CTimeNs: id.CTimeNs, Dev: id.Dev, Ino: id.Ino, Root: root.String()}
+}
+
+func (f fileRecord) identity() identity {
+	return identity{Size: f.Size, MTimeNs: f.MTimeNs, CTimeNs: f.CTimeNs, Dev: f.Dev, Ino: f.Ino}
+}
+
+// verifiedAs reports whether every leaf of the file was verified while it
+// had identity id, settled (so its bytes are those verified).
+func (f fileRecord) verifiedAs(id identity) bool {
+	return f.VerifiedNs != 0 && f.identity() == id && id.settled(f.VerifiedNs)
 }
 
 // changed reports whether the file fi describes is no longer the one
 // recorded (older records carry no ctime, device or inode).
 func (f fileRecord) changed(fi os.FileInfo) bool {
-	now := fileRecordOf(f.Path, fi, cid.Undef)
+	now := identityOf(fi)
 	switch {
 	case now.Size != f.Size:
 		return true

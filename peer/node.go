@@ -52,6 +52,11 @@ type NodeOptions struct {
 	// others) over the /ipfs/bitswap protocols too (see bitswap.go). Off
 	// by default; the CLI's seed turns it on unless --no-bitswap.
 	Bitswap bool
+	// Relay, when set, offers a circuit relay v2 service (limits:
+	// RelayResources) to peers behind NAT while AutoNAT finds this node
+	// publicly reachable. Off by default; the CLI's seed turns it on
+	// unless --no-relay.
+	Relay bool
 	// Log receives service events; nil discards them.
 	Log *slog.Logger
 }
@@ -131,7 +136,7 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 
 	bw := metrics.NewBandwidthCounter()
 	nm := newNodeMetrics()
-	h, err := newHost(repo.Key, listen, psk, bw, nm.reg)
+	h, err := newHost(repo.Key, listen, psk, opts.Relay, bw, nm.reg)
 	if err != nil {
 		return nil, err
 	}

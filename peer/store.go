@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
@@ -19,19 +21,23 @@ import (
 var ErrBlockNotFound = errors.New("block not found")
 
 // Store adapts the repo's index to transfer.BlockStore and
-// transfer.Manifests. Leaves are read from the files they lie in and
-// re-hashed on every read, so a file changed after add is never served as
-// valid. (A download in progress is its session's BlockStore of its own:
-// see download.)
+// transfer.Manifests. Leaves are read from the files they lie in, with
+// the file's identity (fstat on the open file) taken before and after each
+// read; a leaf is re-hashed unless that identity is the one under which it
+// was verified (by add for the whole file, or by an earlier read: see
+// leafTrust), so a file changed after add is never served as valid. (A
+// download in progress is its session's BlockStore of its own: see
+// download.)
 type Store struct {
-	ix *index
+	ix    *index
+	trust leafTrust
 
 	mu        sync.Mutex
 	manifests map[cid.Cid][]cid.Cid
 }
 
 func newStore(ix *index) *Store {
-	return &Store{ix: ix, manifests: map[cid.Cid][]cid.Cid{}}
+	return &Store{ix: ix, manifests: map[cid.Cid][]cid.Cid{}, trust: leafTrust{files: map[string]*trustedFile{}}}
 }
 
 func isRaw(c cid.Cid) bool { return c.Prefix().Codec == uint64(multicodec.Raw) }
@@ -91,14 +97,107 @@ func (s *Store) readLeaf(ctx context.Context, c cid.Cid, l location) ([]byte, er
 		return nil, fmt.Errorf("reading leaf %s: %w", c, err)
 	}
 	defer fh.Close()
-	data := make([]byte, l.Size)
+	before, err := fh.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading leaf %s: %w", c, err)
+	}
+	at := time.Now().UnixNano()
+	data := leafBuf(l.Size)
 	if _, err := fh.ReadAt(data, int64(l.Offset)); err != nil && !(errors.Is(err, io.EOF) && l.Size == 0) {
+		s.Release(data)
 		return nil, fmt.Errorf("reading leaf %s from %s: %w", c, f.Path, err)
 	}
+	after, err := fh.Stat()
+	if err != nil {
+		s.Release(data)
+		return nil, fmt.Errorf("reading leaf %s: %w", c, err)
+	}
+	// Unchanged during the read, and the identity its bytes were verified
+	// under: the bytes read are those verified.
+	id := identityOf(before)
+	stable := id == identityOf(after)
+	if stable && (f.verifiedAs(id) || s.trust.has(l.FileID, l.Offset, id)) {
+		s.trust.skipped.Add(1)
+		return data, nil
+	}
 	if err := chunker.Verify(c, data); err != nil {
+		s.Release(data)
 		return nil, fmt.Errorf("leaf %s in %s at %d (file changed since add?): %w", c, f.Path, l.Offset, err)
 	}
+	if stable && id.settled(at) {
+		s.trust.add(l.FileID, l.Offset, id)
+	}
 	return data, nil
+}
+
+// leafBufs holds leaf buffers of chunker.MaxChunkSize bytes for reuse: a
+// seed reads one per leaf it serves, and fresh ones cost their zeroing
+// and the collector's work. A buffer is in the pool only between a
+// Release and the next leafBuf.
+var leafBufs sync.Pool
+
+// leafBuf returns a buffer of n bytes, from leafBufs if it fits one.
+func leafBuf(n uint64) []byte {
+	if n > chunker.MaxChunkSize {
+		return make([]byte, n)
+	}
+	if b, ok := leafBufs.Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, chunker.MaxChunkSize)
+}
+
+// Release takes back the data of a block Get returned, for reuse by a
+// later Get (transfer.BlockReleaser): the caller must not touch it after.
+// Callers that keep the data (Bitswap, the gateway, CAR export) never
+// call it; their buffers are left to the collector.
+func (s *Store) Release(data []byte) {
+	if cap(data) == chunker.MaxChunkSize {
+		data = data[:0]
+		leafBufs.Put(&data)
+	}
+}
+
+// leafTrust remembers, per file, the leaves this process has verified
+// while the file had one identity: read again under that identity, they
+// need no new hash. (A file add verified as a whole needs no entry: its
+// record says so.) A new identity forgets the old one's leaves.
+type leafTrust struct {
+	mu    sync.Mutex
+	files map[string]*trustedFile // file ID ->
+	// skipped counts leaves served without a new hash.
+	skipped atomic.Int64
+}
+
+// trustedFile is the verified leaves (by offset) of one file identity.
+type trustedFile struct {
+	id      identity
+	offsets map[uint64]bool
+}
+
+// maxTrustedFiles bounds leafTrust: past it, it starts afresh (the cost
+// is one more hash per leaf).
+const maxTrustedFiles = 4096
+
+func (t *leafTrust) has(file string, off uint64, id identity) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.files[file]
+	return f != nil && f.id == id && f.offsets[off]
+}
+
+func (t *leafTrust) add(file string, off uint64, id identity) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.files[file]
+	if f == nil || f.id != id {
+		if len(t.files) >= maxTrustedFiles {
+			clear(t.files)
+		}
+		f = &trustedFile{id: id, offsets: map[uint64]bool{}}
+		t.files[file] = f
+	}
+	f.offsets[off] = true
 }
 
 // Put keeps a verified block in the repo.

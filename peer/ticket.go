@@ -32,6 +32,14 @@ import (
 //	    uvarint address count (1..MaxTicketAddrs)
 //	    each address: uvarint len, multiaddr bytes (without /p2p/<ID>)
 //
+// Version 2 is version 1's body followed by the root's name (what it was
+// added as, so that `get TICKET` writes report.pdf, not a CID):
+//
+//	uvarint len (1..MaxTicketName), name bytes (one plain path element)
+//
+// A ticket without a name is written as version 1, which every p2pshare
+// that reads tickets reads.
+//
 // The decoder takes hostile input: the text is at most MaxTicketLen
 // characters, every length is checked against the bytes left before
 // anything is sliced, leftover bytes are refused, and only the canonical
@@ -41,9 +49,12 @@ import (
 // TicketPrefix begins every ticket; the version character follows it.
 const TicketPrefix = "p2ps"
 
-// ticketV1 is the version character of the format above. A later format
-// takes the next digit, and this decoder refuses it by name.
-const ticketV1 = '1'
+// ticketV1 and ticketV2 are the version characters of the formats above.
+// A later format takes the next digit, and this decoder refuses it by name.
+const (
+	ticketV1 = '1'
+	ticketV2 = '2'
+)
 
 // Limits of a ticket, so that a pasted token cannot make the decoder
 // allocate much: 4 KiB of text, 8 peers of 16 addresses each.
@@ -51,15 +62,21 @@ const (
 	MaxTicketLen   = 4096
 	MaxTicketPeers = 8
 	MaxTicketAddrs = 16
+	MaxTicketName  = 255
 )
 
 // ErrBadTicket is wrapped by every error of ParseTicket and Encode.
 var ErrBadTicket = errors.New("malformed ticket")
 
-// Ticket is what a ticket carries: a root and peers that hold it.
+// Ticket is what a ticket carries: a root, peers that hold it and, when
+// known, the name the root was added as.
 type Ticket struct {
 	Root  cid.Cid
 	Peers []libp2ppeer.AddrInfo
+	// Name is the root's file or folder name, "" when unknown. It comes
+	// from whoever made the ticket: it is one plain path element
+	// (chunker.CheckName), and is printed escaped.
+	Name string
 }
 
 var ticketBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -83,7 +100,11 @@ func (t Ticket) Encode() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s := TicketPrefix + string(ticketV1) + ticketBase32.EncodeToString(body)
+	version := ticketV1
+	if t.Name != "" {
+		version = ticketV2
+	}
+	s := TicketPrefix + string(version) + ticketBase32.EncodeToString(body)
 	if len(s) > MaxTicketLen {
 		return "", badTicket("%d characters, more than %d", len(s), MaxTicketLen)
 	}
@@ -117,7 +138,25 @@ func (t Ticket) body() ([]byte, error) {
 			field(a.Bytes())
 		}
 	}
+	if t.Name != "" {
+		if err := checkTicketName(t.Name); err != nil {
+			return nil, err
+		}
+		field([]byte(t.Name))
+	}
 	return b, nil
+}
+
+// checkTicketName refuses a name a download could not safely be written
+// under: not one plain path element, or longer than MaxTicketName.
+func checkTicketName(name string) error {
+	if len(name) > MaxTicketName {
+		return badTicket("name of %d bytes, more than %d", len(name), MaxTicketName)
+	}
+	if err := chunker.CheckName(name); err != nil {
+		return badTicket("name: %v", err)
+	}
+	return nil
 }
 
 // ParseTicket decodes a ticket's text. Every error wraps ErrBadTicket and
@@ -133,8 +172,8 @@ func ParseTicket(s string) (Ticket, error) {
 	if rest == "" {
 		return Ticket{}, badTicket("no version after %q", TicketPrefix)
 	}
-	if rest[0] != ticketV1 {
-		return Ticket{}, badTicket("version %q is not one this p2pshare reads (%q; a newer p2pshare made it?)", rest[0], ticketV1)
+	if rest[0] != ticketV1 && rest[0] != ticketV2 {
+		return Ticket{}, badTicket("version %q is not one this p2pshare reads (%q or %q; a newer p2pshare made it?)", rest[0], ticketV1, ticketV2)
 	}
 	text := rest[1:]
 	for i := 0; i < len(text); i++ {
@@ -149,7 +188,7 @@ func ParseTicket(s string) (Ticket, error) {
 	if ticketBase32.EncodeToString(body) != text {
 		return Ticket{}, badTicket("not canonical base32 (changed in copying?)")
 	}
-	t, err := decodeTicketBody(body)
+	t, err := decodeTicketBody(body, rest[0] == ticketV2)
 	if err != nil {
 		return Ticket{}, err
 	}
@@ -202,7 +241,8 @@ func (r *ticketReader) field(what string) []byte {
 	return p
 }
 
-func decodeTicketBody(body []byte) (Ticket, error) {
+// decodeTicketBody decodes version 1's body, and with named version 2's.
+func decodeTicketBody(body []byte, named bool) (Ticket, error) {
 	r := &ticketReader{b: body}
 	var t Ticket
 	if raw := r.field("root CID"); r.err == nil {
@@ -246,6 +286,14 @@ func decodeTicketBody(body []byte) (Ticket, error) {
 		}
 		t.Peers = append(t.Peers, ai)
 	}
+	if named && r.err == nil {
+		t.Name = string(r.field("name"))
+		if r.err == nil {
+			if err := checkTicketName(t.Name); err != nil {
+				return Ticket{}, err
+			}
+		}
+	}
 	if r.err != nil {
 		return Ticket{}, r.err
 	}
@@ -286,7 +334,8 @@ func ticketAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
 // Ticket returns a ticket for root that names this node, for content the
 // repo holds (complete or partial); ErrNotShared otherwise.
 func (n *Node) Ticket(ctx context.Context, root cid.Cid) (Ticket, error) {
-	if _, err := n.Repo.index.root(ctx, root); err != nil {
+	rec, err := n.Repo.index.root(ctx, root)
+	if err != nil {
 		if errors.Is(err, ds.ErrNotFound) {
 			return Ticket{}, fmt.Errorf("%s: %w", root, ErrNotShared)
 		}
@@ -296,7 +345,13 @@ func (n *Node) Ticket(ctx context.Context, root cid.Cid) (Ticket, error) {
 	if len(addrs) == 0 {
 		return Ticket{}, errors.New("this node has no address another peer could dial")
 	}
-	return Ticket{Root: root, Peers: []libp2ppeer.AddrInfo{{ID: n.Host.ID(), Addrs: addrs}}}, nil
+	t := Ticket{Root: root, Peers: []libp2ppeer.AddrInfo{{ID: n.Host.ID(), Addrs: addrs}}}
+	// A name says more than the CID a default get would write; a root
+	// fetched under its CID, or named unsafely, goes without.
+	if rec.Name != root.String() && checkTicketName(rec.Name) == nil {
+		t.Name = rec.Name
+	}
+	return t, nil
 }
 
 // hinted finds providers for a download that was given peers (a ticket's):

@@ -81,8 +81,39 @@ func TestTicketRoundTrip(t *testing.T) {
 	}
 }
 
+// TestTicketName: a ticket with a name is version 2 and gives the name
+// back; without one it stays version 1.
+func TestTicketName(t *testing.T) {
+	want := testTicket(t)
+	want.Name = "holiday video.mkv"
+	s, err := want.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(s, "p2ps2") {
+		t.Fatalf("named ticket %q does not begin with p2ps2", s)
+	}
+	got, err := ParseTicket(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != want.Name || !got.Root.Equals(want.Root) || len(got.Peers) != 2 {
+		t.Fatalf("parsed %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{"..", ".", "a/b", `a\b`, "a\x00b", strings.Repeat("n", MaxTicketName+1)} {
+		tk := testTicket(t)
+		tk.Name = bad
+		if _, err := tk.Encode(); !errors.Is(err, ErrBadTicket) {
+			t.Errorf("Encode with name %q: %v, want ErrBadTicket", bad, err)
+		}
+	}
+}
+
 // rawTicket encodes body as a version-1 ticket as it is, valid or not.
 func rawTicket(body []byte) string { return TicketPrefix + "1" + ticketBase32.EncodeToString(body) }
+
+// rawTicket2 encodes body as a version-2 (named) ticket as it is.
+func rawTicket2(body []byte) string { return TicketPrefix + "2" + ticketBase32.EncodeToString(body) }
 
 // ticketBody builds a body from parts: []byte is written as it is, a
 // string as a length-prefixed field, an int as a uvarint.
@@ -120,7 +151,7 @@ func TestTicketMalformed(t *testing.T) {
 		{"empty", "", "does not begin with"},
 		{"a CID", testRoot, "does not begin with"},
 		{"prefix alone", "p2ps", "no version"},
-		{"unknown version", "p2ps2" + good[5:], `version '2'`},
+		{"unknown version", "p2ps3" + good[5:], `version '3'`},
 		{"too long", "p2ps1" + strings.Repeat("a", MaxTicketLen), "more than 4096"},
 		{"uppercase", strings.ToUpper(good[:5]) + good[5:], "does not begin with"},
 		{"uppercase body", good[:10] + "A" + good[11:], "not lowercase base32"},
@@ -143,6 +174,12 @@ func TestTicketMalformed(t *testing.T) {
 		{"bad address", rawTicket(ticketBody(root, 1, id, 1, "\x04\x01\x02")), "peer 1 address 1"},
 		{"address cut", rawTicket(ticketBody(root, 1, id, 2, addr)), "truncated at peer 1 address 2 length"},
 		{"leftover bytes", rawTicket(append(valid, 0)), "1 bytes left over"},
+		{"version 2 without name", rawTicket2(valid), "truncated at name length"},
+		{"empty name", rawTicket2(ticketBody([]byte(valid), "")), "empty name"},
+		{"name that climbs out", rawTicket2(ticketBody([]byte(valid), "..")), "name: unsafe"},
+		{"name with a slash", rawTicket2(ticketBody([]byte(valid), "a/../../b")), "name: unsafe"},
+		{"name too long", rawTicket2(ticketBody([]byte(valid), strings.Repeat("n", MaxTicketName+1))), "more than 255"},
+		{"bytes after the name", rawTicket2(append(ticketBody([]byte(valid), "a.txt"), 0)), "1 bytes left over"},
 		{"non-minimal varint", rawTicket(ticketBody([]byte{0x80 | byte(len(root)), 0x00}, []byte(root), 1, id, 1, addr)), "canonical"},
 	}
 	for _, tc := range cases {
@@ -292,6 +329,11 @@ func FuzzParseTicket(f *testing.F) {
 	f.Add("p2ps1")
 	f.Add("p2ps2aaaa")
 	f.Add(testRoot)
+	named := testTicket(f)
+	named.Name = "report.pdf"
+	if s, err := named.Encode(); err == nil {
+		f.Add(s)
+	}
 	f.Add(rawTicket(ticketBody(string(cid.MustParse(testRoot).Bytes()), 1, string(testPeerID(f, 1)), 1, string(ma.StringCast("/ip4/192.0.2.7/tcp/4001").Bytes()))))
 	f.Fuzz(func(t *testing.T, s string) {
 		tk, err := ParseTicket(s)

@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	testnet [flags] demo|scale|flashcrowd|churn|dht|bench
+//	testnet [flags] demo|scale|slowseed|flashcrowd|churn|dht|whole|bench|nat
 //
 // In netns mode (root) every peer runs in a network namespace of its own,
 // joined by a bridge, its upload capped by tc tbf; in loopback mode (any
@@ -34,6 +34,7 @@ import (
 
 type runner struct {
 	bin     string
+	raw     string // testnet/rawstream, built when a scenario needs it
 	out     string
 	mode    string
 	timeout time.Duration
@@ -67,7 +68,7 @@ func main() {
 		quick   = flag.Bool("quick", false, "tiny sizes (tests)")
 	)
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: testnet [flags] demo|scale|flashcrowd|churn|dht|bench\n")
+		fmt.Fprintf(os.Stderr, "usage: testnet [flags] demo|scale|slowseed|flashcrowd|churn|dht|whole|bench|nat\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -118,16 +119,8 @@ func newRunner(ctx context.Context, bin, out, mode, scenario string, timeout tim
 	}
 	if r.bin == "" {
 		r.bin = filepath.Join(r.out, "p2pshare")
-		fmt.Println("building p2pshare ...")
-		root, err := moduleRoot()
-		if err != nil {
+		if err := build(ctx, "./cmd/p2pshare", r.bin); err != nil {
 			return nil, err
-		}
-		b := exec.CommandContext(ctx, "go", "build", "-o", mustAbs(r.bin), "./cmd/p2pshare")
-		b.Dir = root
-		b.Stdout, b.Stderr = os.Stdout, os.Stderr
-		if err := b.Run(); err != nil {
-			return nil, fmt.Errorf("building p2pshare (run from the repo root): %w", err)
 		}
 	}
 	abs, err := filepath.Abs(r.bin)
@@ -179,9 +172,27 @@ func (r *runner) doCleanup() {
 	}
 	os.RemoveAll(filepath.Join(r.out, "peers"))
 	os.RemoveAll(filepath.Join(r.out, "data"))
-	if strings.HasPrefix(r.bin, mustAbs(r.out)) {
-		os.Remove(r.bin)
+	for _, b := range []string{r.bin, r.raw} {
+		if b != "" && strings.HasPrefix(mustAbs(b), mustAbs(r.out)) {
+			os.Remove(b)
+		}
 	}
+}
+
+// build builds the program in pkg (a path from the repo root) to out.
+func build(ctx context.Context, pkg, out string) error {
+	fmt.Printf("building %s ...\n", pkg)
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	b := exec.CommandContext(ctx, "go", "build", "-o", mustAbs(out), pkg)
+	b.Dir = root
+	b.Stdout, b.Stderr = os.Stdout, os.Stderr
+	if err := b.Run(); err != nil {
+		return fmt.Errorf("building %s (run from the repo root): %w", pkg, err)
+	}
+	return nil
 }
 
 // moduleRoot finds the folder holding go.mod, from the working folder up.
@@ -209,18 +220,33 @@ func mustAbs(p string) string {
 
 // newPeer creates a peer with its own repo (and namespace in netns mode).
 func (r *runner) newPeer(name string, capMbit int) (*peerNode, error) {
-	p := &peerNode{name: name, repo: filepath.Join(mustAbs(r.out), "peers", name), ip: "127.0.0.1"}
-	if err := os.MkdirAll(filepath.Dir(p.repo), 0o755); err != nil {
-		return nil, err
-	}
+	ns, ip, upload := "", "127.0.0.1", ""
 	if r.mode == "netns" {
-		ns, ip, err := r.net.addPeer(capMbit)
-		if err != nil {
+		var err error
+		if ns, ip, err = r.net.addPeer(capMbit); err != nil {
 			return nil, err
 		}
-		p.netns, p.ip = ns, ip
 	} else if capMbit > 0 {
-		p.upload = fmt.Sprintf("%dMbit", capMbit)
+		upload = fmt.Sprintf("%dMbit", capMbit)
+	}
+	p, err := r.newPeerAt(name, ns, ip)
+	if p != nil {
+		p.upload = upload
+	}
+	return p, err
+}
+
+// loopPeer creates a peer on 127.0.0.1 with no cap, in either mode.
+func (r *runner) loopPeer(name string) (*peerNode, error) {
+	return r.newPeerAt(name, "", "127.0.0.1")
+}
+
+// newPeerAt creates a peer with its own repo that runs in namespace ns
+// ("": none) and listens on ip.
+func (r *runner) newPeerAt(name, ns, ip string) (*peerNode, error) {
+	p := &peerNode{name: name, repo: filepath.Join(mustAbs(r.out), "peers", name), ip: ip, netns: ns}
+	if err := os.MkdirAll(filepath.Dir(p.repo), 0o755); err != nil {
+		return nil, err
 	}
 	id, err := r.run(p, "init")
 	if err != nil {
@@ -243,10 +269,10 @@ func (r *runner) nameOf(id string) string {
 }
 
 // port gives each peer a fixed port (reused when a seed restarts, so its
-// address in others' routing tables stays right); in netns mode every
-// peer has its own IP and uses 4001.
+// address in others' routing tables stays right); a peer in a namespace
+// has its own IP and uses 4001.
 func (r *runner) port(p *peerNode) int {
-	if r.mode == "netns" {
+	if p.netns != "" {
 		return 4001
 	}
 	r.mu.Lock()

@@ -90,13 +90,24 @@ func (n *netns) setup() error {
 // addPeer makes a namespace for a peer and returns its name and address.
 // capMbit > 0 caps its upload with tc tbf on its interface.
 func (n *netns) addPeer(capMbit int) (string, string, error) {
+	var ip string
+	ns, err := n.addOnBridge(func(i int) string {
+		ip = fmt.Sprintf("10.77.%d.%d", i/250, i%250+1)
+		return ip + "/16"
+	}, capMbit)
+	return ns, ip, err
+}
+
+// addOnBridge makes a namespace joined to the bridge by a veth pair, its
+// end eth0 with the address cidr gives for the namespace's number, and
+// returns its name. capMbit > 0 caps its upload with tc tbf.
+func (n *netns) addOnBridge(cidr func(i int) string, capMbit int) (string, error) {
 	n.mu.Lock()
 	n.n++
 	i := n.n
 	ns := fmt.Sprintf("%s-%d", n.prefix, i)
 	n.made = append(n.made, ns)
 	n.mu.Unlock()
-	ip := fmt.Sprintf("10.77.%d.%d", i/250, i%250+1)
 	host := fmt.Sprintf("%sh%d", n.prefix, i)
 	peerSide := fmt.Sprintf("%sp%d", n.prefix, i)
 	br := n.bridgeNS()
@@ -108,23 +119,101 @@ func (n *netns) addPeer(capMbit int) (string, string, error) {
 		{"ip", "-n", br, "link", "set", host, "up"},
 		{"ip", "link", "set", peerSide, "netns", ns},
 		{"ip", "-n", ns, "link", "set", peerSide, "name", "eth0"},
-		{"ip", "-n", ns, "addr", "add", ip + "/16", "dev", "eth0"},
+		{"ip", "-n", ns, "addr", "add", cidr(i), "dev", "eth0"},
 		{"ip", "-n", ns, "link", "set", "eth0", "up"},
 		{"ip", "-n", ns, "link", "set", "lo", "up"},
 	}
 	if capMbit > 0 {
-		// tbf: the rate is the upload cap, with a 50 ms queue. The burst,
-		// 256 KiB (20 ms at 100 Mbit/s), lets the kernel's 64 KiB GSO
-		// packets through whole: with a smaller one tbf cuts each into
-		// 1500-byte packets, and on two cores the crowd scenarios then
-		// measure the kernel, not p2pshare.
-		cmds = append(cmds, []string{"ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "tbf",
-			"rate", fmt.Sprintf("%dmbit", capMbit), "burst", "256kb", "latency", "50ms"})
+		cmds = append(cmds, tbf(ns, "eth0", capMbit))
+	}
+	for _, c := range cmds {
+		if err := sh(c...); err != nil {
+			return "", err
+		}
+	}
+	return ns, nil
+}
+
+// tbf is the command capping a namespace's upload on dev at capMbit: the
+// rate is the cap, with a 50 ms queue. The burst, 256 KiB (20 ms at 100
+// Mbit/s), lets the kernel's 64 KiB GSO packets through whole: with a
+// smaller one tbf cuts each into 1500-byte packets, and on two cores the
+// crowd scenarios then measure the kernel, not p2pshare.
+func tbf(ns, dev string, capMbit int) []string {
+	return []string{"ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
+		"rate", fmt.Sprintf("%dmbit", capMbit), "burst", "256kb", "latency", "50ms"}
+}
+
+// natKind is how a NAT router maps its LAN's connections.
+type natKind string
+
+const (
+	// natCone is plain masquerade: a LAN port keeps its port on the WAN
+	// address where it can (endpoint-independent mapping), so the
+	// address a peer sees is the one a hole punch reaches.
+	natCone natKind = "masquerade"
+	// natSymmetric picks a random WAN port for every connection
+	// (masquerade fully-random): the address a peer sees is never the one
+	// a hole punch would need, so hole punching cannot work.
+	natSymmetric natKind = "masquerade fully-random"
+)
+
+// addNAT makes a home network behind a NAT router: a router namespace on
+// the bridge with address wan (its WAN side, eth0), and a peer namespace
+// behind it on LAN 192.168.lan.0/24 whose default route is the router.
+// The router masquerades what leaves eth0 as kind says, and drops what
+// arrives there unasked (as home routers do: no port is open). It
+// returns the peer's namespace and address; capMbit > 0 caps the peer's
+// upload.
+func (n *netns) addNAT(wan string, lan int, kind natKind, capMbit int) (string, string, error) {
+	router, err := n.addOnBridge(func(int) string { return wan }, 0)
+	if err != nil {
+		return "", "", err
+	}
+	n.mu.Lock()
+	n.n++
+	i := n.n
+	ns := fmt.Sprintf("%s-%d", n.prefix, i)
+	n.made = append(n.made, ns)
+	n.mu.Unlock()
+	ip := fmt.Sprintf("192.168.%d.2", lan)
+	gw := fmt.Sprintf("192.168.%d.1", lan)
+	rSide, pSide := fmt.Sprintf("%sr%d", n.prefix, i), fmt.Sprintf("%sp%d", n.prefix, i)
+	rules := fmt.Sprintf(`table ip nat {
+	chain masq { type nat hook postrouting priority srcnat; oifname "eth0" %s; }
+}
+table inet fw {
+	chain wan_in { type filter hook input priority filter; iifname "eth0" ct state new drop; }
+	chain wan_fwd { type filter hook forward priority filter; iifname "eth0" ct state new drop; }
+}
+`, kind)
+	cmds := [][]string{
+		{"ip", "netns", "add", ns},
+		{"ip", "link", "add", rSide, "type", "veth", "peer", "name", pSide},
+		{"ip", "link", "set", rSide, "netns", router},
+		{"ip", "-n", router, "link", "set", rSide, "name", "lan0"},
+		{"ip", "-n", router, "addr", "add", gw + "/24", "dev", "lan0"},
+		{"ip", "-n", router, "link", "set", "lan0", "up"},
+		{"ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+		{"ip", "link", "set", pSide, "netns", ns},
+		{"ip", "-n", ns, "link", "set", pSide, "name", "eth0"},
+		{"ip", "-n", ns, "addr", "add", ip + "/24", "dev", "eth0"},
+		{"ip", "-n", ns, "link", "set", "eth0", "up"},
+		{"ip", "-n", ns, "link", "set", "lo", "up"},
+		{"ip", "-n", ns, "route", "add", "default", "via", gw},
+	}
+	if capMbit > 0 {
+		cmds = append(cmds, tbf(ns, "eth0", capMbit))
 	}
 	for _, c := range cmds {
 		if err := sh(c...); err != nil {
 			return "", "", err
 		}
+	}
+	c := exec.Command("ip", "netns", "exec", router, "nft", "-f", "-")
+	c.Stdin = strings.NewReader(rules)
+	if out, err := c.CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("nft in %s: %v: %s", router, err, strings.TrimSpace(string(out)))
 	}
 	return ns, ip, nil
 }

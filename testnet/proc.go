@@ -64,9 +64,10 @@ type peerNode struct {
 	name   string
 	repo   string
 	id     string
-	ip     string // listen IP: 127.0.0.1 or its namespace address
-	netns  string // "" in loopback mode
-	upload string // --max-upload RATE for p2pshare ("" when tc caps it)
+	ip     string   // listen IP: 127.0.0.1 or its namespace address
+	netns  string   // "" in loopback mode
+	upload string   // --max-upload RATE for p2pshare ("" when tc caps it)
+	flags  []string // more flags for its seed (--no-relay)
 
 	seed  *exec.Cmd
 	addr  string // first listen multiaddr with /p2p/, once seeding
@@ -115,6 +116,7 @@ func (r *runner) startSeed(ctx context.Context, p *peerNode, boot ...string) err
 	if p.upload != "" {
 		args = append(args, "--max-upload", p.upload)
 	}
+	args = append(args, p.flags...)
 	c := r.command(p, args...)
 	stdout, err := c.StdoutPipe()
 	if err != nil {
@@ -202,11 +204,13 @@ type getResult struct {
 	Peer     string            `json:"peer"`
 	Bytes    uint64            `json:"bytes"`
 	Seconds  float64           `json:"seconds"`
-	Finish   float64           `json:"finish"` // seconds since the scenario's start
-	From     map[string]uint64 `json:"from"`   // bytes by source peer name
-	Wasted   uint64            `json:"wasted"` // bytes received but not used
+	Finish   float64           `json:"finish"`  // seconds since the scenario's start
+	From     map[string]uint64 `json:"from"`    // bytes by source peer name
+	Relayed  map[string]uint64 `json:"relayed"` // the part of From that came through a relay
+	Wasted   uint64            `json:"wasted"`  // bytes received but not used
 	SHA256OK bool              `json:"sha256_ok"`
 	Attempts int               `json:"attempts"`
+	ExitCode int               `json:"exit_code,omitempty"` // a failed get's
 	Progress []point           `json:"progress"`
 	Err      string            `json:"error,omitempty"`
 }
@@ -242,7 +246,7 @@ func (r *runner) get(ctx context.Context, p *peerNode, root, out string, boot []
 	}
 	r.procs.add(c)
 	defer r.procs.done(c)
-	res := &getResult{Peer: p.name, From: map[string]uint64{}}
+	res := &getResult{Peer: p.name, From: map[string]uint64{}, Relayed: map[string]uint64{}}
 	var once sync.Once
 	finish := func() {
 		if finished != nil {
@@ -260,8 +264,10 @@ func (r *runner) get(ctx context.Context, p *peerNode, root, out string, boot []
 			Bytes     uint64            `json:"bytes"`
 			Seconds   float64           `json:"seconds"`
 			From      map[string]uint64 `json:"from"`
+			Relayed   map[string]uint64 `json:"relayed_from"`
 			Wasted    uint64            `json:"wasted"`
 			Message   string            `json:"message"`
+			ExitCode  int               `json:"exit_code"`
 		}
 		if json.Unmarshal(sc.Bytes(), &ev) != nil {
 			continue
@@ -277,6 +283,9 @@ func (r *runner) get(ctx context.Context, p *peerNode, root, out string, boot []
 			for id, b := range ev.From {
 				res.From[r.nameOf(id)] += b
 			}
+			for id, b := range ev.Relayed {
+				res.Relayed[r.nameOf(id)] += b
+			}
 			finish()
 			if keepSeeding {
 				go func() {
@@ -288,7 +297,7 @@ func (r *runner) get(ctx context.Context, p *peerNode, root, out string, boot []
 				}()
 			}
 		case "error":
-			res.Err = ev.Message
+			res.Err, res.ExitCode = ev.Message, ev.ExitCode
 		}
 	}
 	err = c.Wait()

@@ -56,10 +56,15 @@ func (r *runner) runScenario(ctx context.Context, name string, cfg config) error
 		return r.churn(ctx, cfg)
 	case "dht":
 		return r.dht(ctx, cfg)
+	case "whole":
+		_, err := r.whole(ctx, cfg)
+		return err
 	case "bench":
 		return r.bench(ctx, cfg)
+	case "nat":
+		return r.nat(ctx, cfg)
 	}
-	return fmt.Errorf("unknown scenario %q (demo, scale, slowseed, flashcrowd, churn, dht, bench)", name)
+	return fmt.Errorf("unknown scenario %q (demo, scale, slowseed, flashcrowd, churn, dht, whole, bench, nat)", name)
 }
 
 // seedFile starts a seed on each peer (bootstrapping from the first) and
@@ -562,10 +567,17 @@ func (r *runner) dht(ctx context.Context, cfg config) error {
 	return nil
 }
 
-// bench runs the Go benchmarks, scale and flashcrowd, and prints one table
-// of ratios.
+// bench runs the Go benchmarks, whole, scale and flashcrowd, and prints
+// one table of ratios.
 func (r *runner) bench(ctx context.Context, cfg config) error {
 	goRows, err := goBenchmarks(ctx)
+	if err != nil {
+		return err
+	}
+	// whole moves 1 GiB whatever -size says for the swarm scenarios.
+	wcfg := cfg
+	wcfg.sizeMiB = 0
+	w, err := r.whole(ctx, wcfg)
 	if err != nil {
 		return err
 	}
@@ -578,6 +590,7 @@ func (r *runner) bench(ctx context.Context, cfg config) error {
 		return err
 	}
 	t := table{head: []string{"measure", "figure", "reference", "ratio", "target"}}
+	t.rows = append(t.rows, w.rows()...)
 	t.rows = append(t.rows, goRows...)
 	for _, s := range rows {
 		t.rows = append(t.rows, []string{fmt.Sprintf("scale k=%d", s.K), fmt.Sprintf("%.1f Mbit/s", s.Mbit), fmt.Sprintf("%.0f Mbit/s (sum of caps)", s.CapMbit), fmt.Sprintf("%.2f", s.Ratio), ">= 0.90"})

@@ -99,3 +99,29 @@ func TestParseBench(t *testing.T) {
 		t.Fatalf("parsed %v", m)
 	}
 }
+
+// TestTinyWhole runs the whole scenario with a few MiB: both programs
+// transfer every byte (the get's output verifies), and every figure a
+// user reads off its table is measured, none left at zero.
+func TestTinyWhole(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out := t.TempDir()
+	r, err := newRunner(ctx, "", out, "loopback", "whole", 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.cleanup()
+	w, err := r.whole(ctx, config{quick: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]pair{"get tmpfs": w.GetTmpfs, "get disk": w.GetDisk, "raw memory": w.RawMemory, "raw disk": w.RawDisk} {
+		if p.Seconds <= 0 || p.Sender.CPU <= 0 || p.Recv.CPU <= 0 || p.Sender.Wall < p.Seconds {
+			t.Errorf("%s: %+v (want times and CPU seconds measured, the sender alive for the whole transfer)", name, p)
+		}
+	}
+	if w.SmallGetMs <= 0 || w.SmallRawMs <= 0 {
+		t.Errorf("fixed cost: get %v ms, raw %v ms", w.SmallGetMs, w.SmallRawMs)
+	}
+}

@@ -33,6 +33,10 @@ var ErrNotFound = errors.New("not found")
 // from.
 var ErrNoPeers = errors.New("no peers hold the content")
 
+// errUnreachable marks a peer the session could not connect to, directly
+// or through a relay (see Session.Unreached).
+var errUnreachable = errors.New("cannot connect to")
+
 // BlockStore keeps verified blocks. Put is never called with unverified
 // data, and must not keep data after it returns (the buffer is reused).
 // Implementations must be safe for concurrent use.
@@ -40,6 +44,13 @@ type BlockStore interface {
 	Has(ctx context.Context, c cid.Cid) (bool, error)
 	Get(ctx context.Context, c cid.Cid) ([]byte, error)
 	Put(ctx context.Context, c cid.Cid, data []byte) error
+}
+
+// BlockReleaser is a BlockStore that may hand out buffers it reuses: the
+// service calls Release with the data of each block Get gave it once that
+// block is written to the stream, and touches the data no more.
+type BlockReleaser interface {
+	Release(data []byte)
 }
 
 // Providers reports peers that may hold c. The channel closes when the
@@ -486,6 +497,7 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 		case err == nil:
 			if err := waitBytes(ctx, ss.svc.up, len(data)); err != nil {
 				ss.s.Scope().ReleaseMemory(held)
+				ss.svc.release(data)
 				return
 			}
 			ss.busyAt.Store(time.Now().UnixNano())
@@ -494,6 +506,7 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 		scratch, err = writeBlock(bw, reply, scratch)
 		if held > 0 {
 			ss.s.Scope().ReleaseMemory(held)
+			ss.svc.release(data)
 		}
 		if err != nil {
 			return
@@ -552,6 +565,14 @@ func (ss *serverStream) block(ctx context.Context, c cid.Cid) ([]byte, int, erro
 	s.countSentLocked(c)
 	s.mu.Unlock()
 	return data, len(data), nil
+}
+
+// release gives the data of a block Get returned back to the store, if
+// it takes it (see BlockReleaser).
+func (s *Service) release(data []byte) {
+	if r, ok := s.bs.(BlockReleaser); ok {
+		r.Release(data)
+	}
 }
 
 // Why a block is not sent.

@@ -47,10 +47,13 @@ const (
 
 // PeerStats counts what a session received from one peer.
 type PeerStats struct {
-	Bytes  uint64 // verified block bytes
-	Blocks uint64
-	Wasted uint64 // bytes of blocks that arrived after another copy or a cancel
-	Bad    bool   // sent a block that failed verification, and was dropped
+	Bytes uint64 // verified block bytes
+	// Relayed is the part of Bytes that came through a circuit relay (a
+	// limited connection); the rest came over a direct one.
+	Relayed uint64
+	Blocks  uint64
+	Wasted  uint64 // bytes of blocks that arrived after another copy or a cancel
+	Bad     bool   // sent a block that failed verification, and was dropped
 }
 
 // Session fetches the blocks of one root from every peer that has them.
@@ -76,14 +79,17 @@ type Session struct {
 	known   map[peer.ID]peer.AddrInfo // every peer ever offered, to retry
 	dialing map[peer.ID]bool
 	banned  map[peer.ID]bool
-	stats   map[peer.ID]*PeerStats
-	nextID  uint64
-	puts    chan arrival // blocks received, for the put workers
-	li      *leafIndex   // set by Download
-	pk      *picker
-	dueAt   map[int]time.Time // when it should arrive, at its peer's rate
-	err     error             // why the session cannot go on (a failed Put), ends Download
-	changed chan struct{}
+	// unreached holds, for each peer offered that could not be
+	// connected to (and has not been since), why.
+	unreached map[peer.ID]error
+	stats     map[peer.ID]*PeerStats
+	nextID    uint64
+	puts      chan arrival // blocks received, for the put workers
+	li        *leafIndex   // set by Download
+	pk        *picker
+	dueAt     map[int]time.Time // when it should arrive, at its peer's rate
+	err       error             // why the session cannot go on (a failed Put), ends Download
+	changed   chan struct{}
 }
 
 // Put pipeline: blocks waiting to be verified and stored, and the
@@ -133,6 +139,7 @@ type remote struct {
 	inflight map[uint64]*request
 	asked    map[int]uint64 // leaf index -> request ID
 	replied  time.Time      // when it last answered a request
+	limited  bool           // the stream runs over a relayed (limited) connection
 	gone     bool
 	closed   chan struct{} // closed when the remote is dropped
 }
@@ -178,7 +185,8 @@ func (s *Service) NewSession(root cid.Cid, prov Providers, opts ...SessionOption
 	ss := &Session{
 		svc: s, root: root, prov: prov, bs: s.bs, life: life, cancel: cancel,
 		remotes: map[peer.ID]*remote{}, known: map[peer.ID]peer.AddrInfo{}, dialing: map[peer.ID]bool{}, banned: map[peer.ID]bool{},
-		stats: map[peer.ID]*PeerStats{}, changed: make(chan struct{}, 1),
+		unreached: map[peer.ID]error{},
+		stats:     map[peer.ID]*PeerStats{}, changed: make(chan struct{}, 1),
 		puts: make(chan arrival, putQueue), started: time.Now(),
 	}
 	s.obs.DownloadStarted()
@@ -227,6 +235,19 @@ func (ss *Session) Stats() map[peer.ID]PeerStats {
 		out[p] = *s
 	}
 	return out
+}
+
+// Unreached reports the peers offered to the session that it could not
+// connect to (and has not since), with the last such error: peers found
+// by Providers but behind a NAT with no relay address, say.
+func (ss *Session) Unreached() (int, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var last error
+	for _, err := range ss.unreached {
+		last = err
+	}
+	return len(ss.unreached), last
 }
 
 // Peers returns the number of peers the session has a stream to.
@@ -280,7 +301,21 @@ func (ss *Session) redial() {
 				retry = append(retry, ai)
 			}
 		}
+		// A stream through a relay moves to the direct connection once
+		// DCUtR (or a dial of ours) has opened one: a new stream goes over
+		// it (the swarm prefers direct connections), and what was in
+		// flight on the relayed one is asked again.
+		var relayed []*remote
+		for id, r := range ss.remotes {
+			if r.limited && ss.svc.h.Network().Connectedness(id) == network.Connected {
+				relayed = append(relayed, r)
+			}
+		}
 		ss.mu.Unlock()
+		for _, r := range relayed {
+			ss.drop(r, "", nil)
+			retry = append(retry, peer.AddrInfo{ID: r.id})
+		}
 		for _, ai := range retry {
 			ss.addCandidate(ai)
 		}
@@ -331,6 +366,11 @@ func (ss *Session) addCandidate(ai peer.AddrInfo) {
 		err := ss.open(ai)
 		ss.mu.Lock()
 		delete(ss.dialing, ai.ID)
+		if ss.remotes[ai.ID] != nil {
+			delete(ss.unreached, ai.ID)
+		} else if errors.Is(err, errUnreachable) {
+			ss.unreached[ai.ID] = err
+		}
 		ss.mu.Unlock()
 		if err == nil {
 			ss.signal()
@@ -343,12 +383,22 @@ func (ss *Session) open(ai peer.AddrInfo) error {
 	ctx, cancel := context.WithTimeout(ss.life, dialTimeout)
 	defer cancel()
 	h := ss.svc.h
-	if h.Network().Connectedness(ai.ID) != network.Connected {
+	// Relayed connections are "limited" in go-libp2p: a stream over one
+	// needs WithAllowLimitedConn. The download starts over the relay and
+	// moves to a direct connection once there is one (see redial).
+	ctx = network.WithAllowLimitedConn(ctx, "p2pshare: fetch through a relay until a direct connection opens")
+	if c := h.Network().Connectedness(ai.ID); c != network.Connected && c != network.Limited {
 		// The discover loop paces retries itself (a seed that restarted
 		// must be reachable again at once), so skip the swarm's backoff.
+		// A forced direct dial skips relay addresses too: a peer behind a
+		// NAT is dialed again through its relays (its /p2p-circuit
+		// addresses), after which DCUtR tries to punch a direct
+		// connection.
 		dctx := network.WithForceDirectDial(ctx, "p2pshare: provider of a root being fetched")
 		if err := h.Connect(dctx, ai); err != nil {
-			return err
+			if rerr := h.Connect(ctx, ai); rerr != nil {
+				return fmt.Errorf("%w %s: %v", errUnreachable, ai.ID, err)
+			}
 		}
 	}
 	st, err := h.NewStream(ctx, ai.ID, ID)
@@ -376,7 +426,7 @@ func (ss *Session) open(ai peer.AddrInfo) error {
 		return fmt.Errorf("reading %s's have-map: %w", ai.ID, err)
 	}
 	st.SetDeadline(time.Time{})
-	r := &remote{id: ai.ID, s: st, out: make(chan *Msg, 2*maxWindow+8), win: newWindow(minWindow, maxWindow),
+	r := &remote{id: ai.ID, s: st, limited: st.Conn().Stat().Limited, out: make(chan *Msg, 2*maxWindow+8), win: newWindow(minWindow, maxWindow),
 		inflight: map[uint64]*request{}, asked: map[int]uint64{}, closed: make(chan struct{})}
 	if hm.Count > 0 {
 		// A copy of its own size: the message buffer is recycled.
@@ -589,6 +639,9 @@ func (ss *Session) block(r *remote, m *Msg) bool {
 	r.win.delivered(len(m.Data), now)
 	st := ss.statsLocked(r.id)
 	st.Bytes += uint64(len(m.Data))
+	if r.limited {
+		st.Relayed += uint64(len(m.Data))
+	}
 	st.Blocks++
 	var cancels []*request
 	if putErr == nil && req.idx >= 0 && ss.pk != nil && ss.pk.need[req.idx] {

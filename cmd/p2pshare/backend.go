@@ -63,19 +63,20 @@ func parseCID(c *cli.Context) (cid.Cid, error) {
 	return id, nil
 }
 
-// parseTarget parses get's argument: a CID, or a ticket (the root and
-// peers that hold it), optionally followed by a path inside it, in the
-// IPFS path syntax (CID/sub/dir/file, also /ipfs/CID/sub/dir/file).
+// parseTarget parses get's argument: a CID, or a ticket (the root, peers
+// that hold it and maybe its name), optionally followed by a path inside
+// it, in the IPFS path syntax (CID/sub/dir/file, also
+// /ipfs/CID/sub/dir/file). A CID comes back as a ticket of the root alone.
 // A malformed CID or ticket, or a path element that is not a safe name
 // ("..", an empty element), is a usage error.
-func parseTarget(c *cli.Context) (cid.Cid, string, []libp2ppeer.AddrInfo, error) {
+func parseTarget(c *cli.Context) (peer.Ticket, string, error) {
 	if c.NArg() != 1 {
-		return cid.Undef, "", nil, usagef("%s takes exactly one CID or ticket (got %d arguments)", c.Command.Name, c.NArg())
+		return peer.Ticket{}, "", usagef("%s takes exactly one CID or ticket (got %d arguments)", c.Command.Name, c.NArg())
 	}
 	arg := c.Args().First()
 	s, path, _ := strings.Cut(strings.TrimPrefix(arg, "/ipfs/"), "/")
 	if _, err := chunker.SplitPath(path); err != nil {
-		return cid.Undef, "", nil, usagef("bad path in %q: %v", arg, err)
+		return peer.Ticket{}, "", usagef("bad path in %q: %v", arg, err)
 	}
 	if !peer.IsTicket(s) {
 		root, err := cid.Decode(s)
@@ -83,15 +84,15 @@ func parseTarget(c *cli.Context) (cid.Cid, string, []libp2ppeer.AddrInfo, error)
 			err = chunker.CheckCID(root)
 		}
 		if err != nil {
-			return cid.Undef, "", nil, usagef("malformed CID %q: %v", s, err)
+			return peer.Ticket{}, "", usagef("malformed CID %q: %v", s, err)
 		}
-		return root, path, nil, nil
+		return peer.Ticket{Root: root}, path, nil
 	}
 	t, err := peer.ParseTicket(s)
 	if err != nil {
-		return cid.Undef, "", nil, usageError{err}
+		return peer.Ticket{}, "", usageError{err}
 	}
-	return t.Root, path, t.Peers, nil
+	return t, path, nil
 }
 
 // bootstrapPeers collects --bootstrap flags and P2PSHARE_BOOTSTRAP.

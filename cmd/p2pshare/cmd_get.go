@@ -39,9 +39,9 @@ func newGetCommand() *cli.Command {
 		Name:      "get",
 		Usage:     "find peers, fetch in parallel, verify every block, write to PATH",
 		ArgsUsage: "CID|TICKET[/PATH]",
-		UsageText: "p2pshare get p2ps1... (a ticket from p2pshare share, add or ticket)\np2pshare get bafy... -o film.mkv --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3Koo...\nP2PSHARE_BOOTSTRAP=/ip4/... p2pshare get --seed bafy...\np2pshare get bafy.../photos/2024 (one folder or file of a shared folder)",
+		UsageText: "p2pshare get p2ps2... (a ticket from p2pshare share, add or ticket)\np2pshare get bafy... -o film.mkv --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3Koo...\nP2PSHARE_BOOTSTRAP=/ip4/... p2pshare get --seed bafy...\np2pshare get bafy.../photos/2024 (one folder or file of a shared folder)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output path (default: the CID, or the last element of a path CID/sub/file, in the current folder)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output path (default: the name a ticket gives, else the CID, or the last element of a path CID/sub/file, in the current folder)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing different file at the output path"},
 			&cli.DurationFlag{Name: "timeout", Usage: "give up when no provider is found, or nothing arrives, for this long", Value: peer.DefaultGetTimeout},
 			&cli.BoolFlag{Name: "seed", Usage: "keep serving after completion until interrupted"},
@@ -54,14 +54,18 @@ func newGetCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			var opts GetOptions
-			var err error
-			if opts.Root, opts.Path, opts.Peers, err = parseTarget(c); err != nil {
+			t, path, err := parseTarget(c)
+			if err != nil {
 				return err
 			}
+			opts.Root, opts.Path, opts.Peers = t.Root, path, t.Peers
 			if opts.NodeOptions, err = nodeFlags(c); err != nil {
 				return err
 			}
 			opts.Out, opts.Force, opts.Timeout, opts.Seed = c.String("output"), c.Bool("force"), c.Duration("timeout"), c.Bool("seed")
+			if opts.Out == "" && path == "" {
+				opts.Out = t.Name // a named ticket's root is written under its name
+			}
 			opts.Verbose = c.Bool("verbose")
 			return runGet(c.Context, c.String("repo"), opts, newPrinter(c))
 		},
@@ -117,7 +121,7 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 	}
 	if p.json {
 		p.event(getSummaryEvent{Type: "summary", CID: res.CID, Path: res.Path, Bytes: res.Bytes, Seconds: res.Seconds,
-			From: res.From, Wasted: res.Wasted, WastedFrom: res.WastedFrom})
+			From: res.From, Wasted: res.Wasted, WastedFrom: res.WastedFrom, RelayedFrom: res.RelayedFrom})
 	} else if !p.quiet {
 		fmt.Fprintln(p.out, summaryLine(res))
 		if opts.Verbose {
@@ -141,39 +145,47 @@ func summaryLine(res peer.GetResult) string {
 	if res.Seconds > 0 {
 		rate = float64(res.Bytes) / res.Seconds
 	}
-	return fmt.Sprintf("got %s %s (%s in %.1fs, %s/s from %d peers)", res.CID, displayName(res.Path), humanBytes(res.Bytes), res.Seconds, humanBytes(uint64(rate)), len(res.From))
+	return fmt.Sprintf("got %s %s (%s in %.1fs, %s/s from %s)", res.CID, displayName(res.Path), humanBytes(res.Bytes), res.Seconds, humanBytes(uint64(rate)), plural(len(res.From), "peer"))
 }
 
 // peerTable is get -v's table of the peers that sent data (or wasted
-// some), most bytes first:
+// some), most bytes first, with the bytes that came through a relay:
 //
-//	peer                                                  bytes  share  wasted
-//	12D3KooWRm...                                       3.0 MiB  75.0%     0 B
+//	peer                                                  bytes  share  wasted     relayed
+//	12D3KooWRm...                                       3.0 MiB  75.0%     0 B     1.0 MiB
 func peerTable(res peer.GetResult) string {
 	type row struct {
-		id            string
-		bytes, wasted uint64
+		id                     string
+		bytes, wasted, relayed uint64
 	}
 	var rows []row
 	var total uint64
 	for id, b := range res.From {
-		rows = append(rows, row{id, b, res.WastedFrom[id]})
+		rows = append(rows, row{id, b, res.WastedFrom[id], res.RelayedFrom[id]})
 		total += b
 	}
 	for id, w := range res.WastedFrom {
 		if _, ok := res.From[id]; !ok {
-			rows = append(rows, row{id, 0, w})
+			rows = append(rows, row{id, 0, w, 0})
 		}
 	}
 	slices.SortFunc(rows, func(a, b row) int { return cmp.Or(cmp.Compare(b.bytes, a.bytes), strings.Compare(a.id, b.id)) })
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%-52s  %10s  %6s  %10s\n", "peer", "bytes", "share", "wasted")
+	fmt.Fprintf(&sb, "%-52s  %10s  %6s  %10s  %10s\n", "peer", "bytes", "share", "wasted", "relayed")
 	for _, r := range rows {
 		share := 0.0
 		if total > 0 {
 			share = 100 * float64(r.bytes) / float64(total)
 		}
-		fmt.Fprintf(&sb, "%-52s  %10s  %5.1f%%  %10s\n", r.id, humanBytes(r.bytes), share, humanBytes(r.wasted))
+		fmt.Fprintf(&sb, "%-52s  %10s  %5.1f%%  %10s  %10s\n", r.id, humanBytes(r.bytes), share, humanBytes(r.wasted), humanBytes(r.relayed))
 	}
 	return sb.String()
+}
+
+// plural is "1 peer", "3 peers".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

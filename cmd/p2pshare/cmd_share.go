@@ -20,7 +20,7 @@ func newShareCommand() *cli.Command {
 		Name:      "share",
 		Usage:     "add files or folders, print a ticket for each and serve them until Ctrl-C (through the running seed if one runs)",
 		ArgsUsage: "PATH...",
-		UsageText: "p2pshare share report.pdf photos/\n  (then, on the other machine: p2pshare get p2ps1...)",
+		UsageText: "p2pshare share report.pdf photos/\n  (then, on the other machine: p2pshare get p2ps2...)",
 		Flags: append(addFlags(),
 			listenFlag(),
 			bootstrapFlag,

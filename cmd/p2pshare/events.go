@@ -50,6 +50,10 @@ type getSummaryEvent struct {
 	Wasted  uint64            `json:"wasted"` // bytes received twice or after a cancel
 	// WastedFrom is Wasted by peer ID (peers that wasted none left out).
 	WastedFrom map[string]uint64 `json:"wasted_from,omitempty"`
+	// RelayedFrom is the part of From, by peer ID, that came through a
+	// circuit relay, not over a direct connection (peers that relayed
+	// none left out).
+	RelayedFrom map[string]uint64 `json:"relayed_from,omitempty"`
 }
 
 // exportedEvent is the CAR that export wrote to a file.

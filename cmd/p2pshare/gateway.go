@@ -9,9 +9,9 @@ import (
 	"github.com/p2pshare/p2pshare/peer/status"
 )
 
-// serveGateway serves n's blocks as an IPFS HTTP gateway on addr (loopback
-// unless addr names a host), and n's status page at /, until ctx ends, and
-// prints `gateway http://ADDR`.
+// serveGateway serves n's blocks, and those it fetches from the swarm, as
+// an IPFS HTTP gateway on addr (loopback unless addr names a host), and
+// n's status page at /, until ctx ends, and prints `gateway http://ADDR`.
 func serveGateway(ctx context.Context, n *peer.Node, addr string, p *printer) error {
 	h, err := gatewayHandler(ctx, n)
 	if err != nil {
@@ -35,7 +35,7 @@ type gatewayEvent struct {
 // gatewayHandler is what seed --gateway serves: the gateway under /ipfs/
 // and the status page at /, whose chart samples until ctx ends.
 func gatewayHandler(ctx context.Context, n *peer.Node) (http.Handler, error) {
-	gw, err := gateway.NewHandler(n.Repo.Blockstore())
+	gw, err := gateway.NewHandler(n.Repo.Blockstore(), n.Exchange(0))
 	if err != nil {
 		return nil, err
 	}

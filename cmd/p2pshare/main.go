@@ -67,7 +67,7 @@ func newApp() *cli.App {
 	app := &cli.App{
 		Name:  "p2pshare",
 		Usage: "share files peer to peer, verified chunk by chunk",
-		UsageText: `p2pshare share report.pdf photos/   (then elsewhere: p2pshare get p2ps1...)
+		UsageText: `p2pshare share report.pdf photos/   (then elsewhere: p2pshare get p2ps2...)
 p2pshare add report.pdf photos/
 p2pshare seed --listen /ip4/0.0.0.0/tcp/4001
 p2pshare get bafy... -o report.pdf --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3Koo...`,

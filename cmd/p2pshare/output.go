@@ -149,11 +149,7 @@ func newBarMeter(w io.Writer, label string, total uint64, withPeers bool) *barMe
 	}
 	if withPeers {
 		appended = append(appended, decor.Any(func(decor.Statistics) string {
-			n := m.peers.Load()
-			if n == 1 {
-				return "  1 peer"
-			}
-			return fmt.Sprintf("  %d peers", n)
+			return "  " + plural(int(m.peers.Load()), "peer")
 		}))
 	}
 	m.bar = m.prog.New(int64(total), mpb.BarStyle(),

@@ -36,6 +36,7 @@ func TestEventFields(t *testing.T) {
 		{"add summary", addSummaryEvent{}, "added type"},
 		{"get summary", getSummaryEvent{}, "bytes cid from path seconds type wasted"},
 		{"get summary with waste", getSummaryEvent{WastedFrom: map[string]uint64{"p": 1}}, "bytes cid from path seconds type wasted wasted_from"},
+		{"get summary with relayed bytes", getSummaryEvent{RelayedFrom: map[string]uint64{"p": 1}}, "bytes cid from path relayed_from seconds type wasted"},
 		{"error", errorEvent{}, "exit_code message type"},
 		{"init", initEvent{}, "peer_id type"},
 		{"id", idEvent{}, "addrs peer_id type"},
@@ -73,15 +74,16 @@ func TestEventFields(t *testing.T) {
 // total, wasted bytes per peer, a peer that only wasted listed too.
 func TestPeerTable(t *testing.T) {
 	res := peer.GetResult{
-		From:       map[string]uint64{"peerA": 1 << 20, "peerB": 3 << 20},
-		WastedFrom: map[string]uint64{"peerA": 1024, "peerC": 2048},
+		From:        map[string]uint64{"peerA": 1 << 20, "peerB": 3 << 20},
+		WastedFrom:  map[string]uint64{"peerA": 1024, "peerC": 2048},
+		RelayedFrom: map[string]uint64{"peerB": 512 << 10},
 	}
 	lines := strings.Split(strings.TrimSuffix(peerTable(res), "\n"), "\n")
 	want := []*regexp.Regexp{
-		regexp.MustCompile(`^peer +bytes +share +wasted$`),
-		regexp.MustCompile(`^peerB +3\.0 MiB +75\.0% +0 B$`),
-		regexp.MustCompile(`^peerA +1\.0 MiB +25\.0% +1\.0 KiB$`),
-		regexp.MustCompile(`^peerC +0 B +0\.0% +2\.0 KiB$`),
+		regexp.MustCompile(`^peer +bytes +share +wasted +relayed$`),
+		regexp.MustCompile(`^peerB +3\.0 MiB +75\.0% +0 B +512\.0 KiB$`),
+		regexp.MustCompile(`^peerA +1\.0 MiB +25\.0% +1\.0 KiB +0 B$`),
+		regexp.MustCompile(`^peerC +0 B +0\.0% +2\.0 KiB +0 B$`),
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("table has %d lines, want %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
@@ -176,7 +178,7 @@ func TestGetBarOnTerminal(t *testing.T) {
 	if !strings.Contains(raw, "\x1b[") {
 		t.Errorf("no control sequences on the terminal: the bar was not redrawn in place")
 	}
-	summary := regexp.MustCompile(`^got ` + root + ` ` + regexp.QuoteMeta(out) + ` \(6\.0 MiB in [0-9.]+s, [0-9.]+ (KiB|MiB)/s from 1 peers\)$`)
+	summary := regexp.MustCompile(`^got ` + root + ` ` + regexp.QuoteMeta(out) + ` \(6\.0 MiB in [0-9.]+s, [0-9.]+ (KiB|MiB)/s from 1 peer\)$`)
 	i := slices.IndexFunc(lines, summary.MatchString)
 	if i < 0 {
 		t.Fatalf("no summary line `got %s %s (...)`; the terminal showed:\n%s", root, out, strings.Join(lines, "\n"))

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -25,11 +27,11 @@ func TestTicketProcess(t *testing.T) {
 	}
 	root, ok := strings.CutPrefix(lines[0], "added ")
 	root, ok2 := strings.CutSuffix(root, " f.bin")
-	ticket, ok3 := strings.CutPrefix(lines[1], "ticket p2ps1")
+	ticket, ok3 := strings.CutPrefix(lines[1], "ticket p2ps2") // named: version 2
 	if !ok || !ok2 || !ok3 {
-		t.Fatalf("add printed %q; want added <CID> f.bin, then ticket p2ps1...", add.stdout)
+		t.Fatalf("add printed %q; want added <CID> f.bin, then ticket p2ps2...", add.stdout)
 	}
-	ticket = "p2ps1" + ticket
+	ticket = "p2ps2" + ticket
 	if q := run(t, "--repo", repoA, "-q", "add", "--chunk-size", "262144", src); q.stdout != root+"\n" {
 		t.Fatalf("add -q printed %q, want the CID alone", q.stdout)
 	}
@@ -48,17 +50,29 @@ func TestTicketProcess(t *testing.T) {
 		t.Fatalf("ticket for a root the seed does not hold: %+v, want exit 1, not shared", r)
 	}
 
-	out := filepath.Join(dir, "b.bin")
-	if r := run(t, "--repo", filepath.Join(dir, "b"), "get", ticket, "-o", out, "--listen", "/ip4/127.0.0.1/tcp/0", "--timeout", "30s"); r.code != 0 {
+	// With no -o, the file takes the name the ticket carries.
+	workB := filepath.Join(dir, "work-b")
+	os.Mkdir(workB, 0o755)
+	cmd := exec.Command(bin, "--repo", filepath.Join(dir, "b"), "get", ticket, "--listen", "/ip4/127.0.0.1/tcp/0", "--timeout", "30s")
+	cmd.Dir = workB
+	if r := runCmd(t, cmd); r.code != 0 {
 		t.Fatalf("get TICKET with no bootstrap: %+v", r)
 	}
-	sameBytes(t, out, data)
+	sameBytes(t, filepath.Join(workB, "f.bin"), data)
 
 	repoC := filepath.Join(dir, "c")
 	seed(t, repoC) // knows no peer: only the ticket leads it to A
+	workC := filepath.Join(dir, "work-c")
+	os.Mkdir(workC, 0o755)
+	cmd = exec.Command(bin, "--repo", repoC, "get", ticket, "--timeout", "30s")
+	cmd.Dir = workC
+	if r := runCmd(t, cmd); r.code != 0 {
+		t.Fatalf("get TICKET through a seed: %+v", r)
+	}
+	sameBytes(t, filepath.Join(workC, "f.bin"), data)
 	outC := filepath.Join(dir, "c.bin")
 	if r := run(t, "--repo", repoC, "get", ticket, "-o", outC, "--timeout", "30s"); r.code != 0 {
-		t.Fatalf("get TICKET through a seed: %+v", r)
+		t.Fatalf("get TICKET -o through a seed: %+v", r)
 	}
 	sameBytes(t, outC, data)
 }
@@ -76,8 +90,8 @@ func TestShareProcess(t *testing.T) {
 	if lines := strings.Split(sh.outText(), "\n"); !strings.HasPrefix(lines[0], "added ") || !strings.HasSuffix(lines[0], " f.bin") {
 		t.Fatalf("share printed %q first, want added <CID> f.bin", lines[0])
 	}
-	if !strings.HasPrefix(ticket, "p2ps1") {
-		t.Fatalf("share's ticket line is not ticket p2ps1...: %q", ticket)
+	if !strings.HasPrefix(ticket, "p2ps2") {
+		t.Fatalf("share's ticket line is not ticket p2ps2... (named): %q", ticket)
 	}
 	out := filepath.Join(dir, "b.bin")
 	if r := run(t, "--repo", filepath.Join(dir, "b"), "get", ticket, "-o", out, "--listen", loopback, "--timeout", "30s"); r.code != 0 {
@@ -101,7 +115,7 @@ func TestShareProcess(t *testing.T) {
 	data2 := writeRandom(t, src2, 300<<10)
 	r := run(t, "--repo", repoA, "-q", "share", src2)
 	ticket = strings.TrimSpace(r.stdout)
-	if r.code != 0 || !strings.HasPrefix(ticket, "p2ps1") || strings.Contains(ticket, "\n") {
+	if r.code != 0 || !strings.HasPrefix(ticket, "p2ps2") || strings.Contains(ticket, "\n") {
 		t.Fatalf("share -q through the seed: %+v, want one ticket and exit 0", r)
 	}
 	out2 := filepath.Join(dir, "g-copy.bin")

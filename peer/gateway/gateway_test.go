@@ -48,7 +48,7 @@ func serve(t *testing.T) (string, cid.Cid, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := gateway.NewHandler(r.Blockstore())
+	h, err := gateway.NewHandler(r.Blockstore(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

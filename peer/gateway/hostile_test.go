@@ -32,7 +32,7 @@ func TestGatewayRefusesBadBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := gateway.NewHandler(r.Blockstore())
+	h, err := gateway.NewHandler(r.Blockstore(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
