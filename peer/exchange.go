@@ -126,7 +126,7 @@ func (s *swarmSession) session(first cid.Cid) *transfer.Session {
 				root = r
 			}
 		}
-		s.sess = s.e.n.Transfer.NewSession(root, s.e.n.DHT, transfer.WithStore(noStore{}))
+		s.sess = s.e.n.Transfer.NewSession(root, s.e.n.DHT, transfer.WithStore(noStore{}), transfer.NotADownload())
 	}
 	if s.closed {
 		return nil

@@ -69,10 +69,12 @@ type Session struct {
 	wg     sync.WaitGroup
 	once   sync.Once // starts discovery
 	// For the Observer: when the session started, whether its last
-	// Download completed, and that Close reported it once.
-	started   time.Time
-	completed atomic.Bool
-	closed    sync.Once
+	// Download completed, and that Close reported it once; notDownload
+	// (NotADownload) skips the reports.
+	started     time.Time
+	completed   atomic.Bool
+	closed      sync.Once
+	notDownload bool
 
 	mu      sync.Mutex
 	remotes map[peer.ID]*remote
@@ -156,6 +158,13 @@ func WithStore(bs BlockStore) SessionOption {
 	return func(ss *Session) { ss.bs = bs }
 }
 
+// NotADownload makes a session that fetches blocks on demand (the HTTP
+// gateway's) go uncounted by the Observer's DownloadStarted and
+// DownloadFinished, which count downloads.
+func NotADownload() SessionOption {
+	return func(ss *Session) { ss.notDownload = true }
+}
+
 // silent reports whether r has left requests unanswered for silentAfter
 // (or three leaves' time at its measured rate) without answering any.
 func (r *remote) silent(now time.Time) bool {
@@ -189,15 +198,17 @@ func (s *Service) NewSession(root cid.Cid, prov Providers, opts ...SessionOption
 		stats:     map[peer.ID]*PeerStats{}, changed: make(chan struct{}, 1),
 		puts: make(chan arrival, putQueue), started: time.Now(),
 	}
-	s.obs.DownloadStarted()
+	for _, o := range opts {
+		o(ss)
+	}
+	if !ss.notDownload {
+		s.obs.DownloadStarted()
+	}
 	// Received blocks are verified and stored by putWorkers goroutines, so
 	// that reading the network and writing the disk overlap.
 	for range putWorkers {
 		ss.wg.Add(1)
 		go ss.putLoop()
-	}
-	for _, o := range opts {
-		o(ss)
 	}
 	s.mu.Lock()
 	if s.sessions[root] == nil {
@@ -222,7 +233,11 @@ func (ss *Session) Close() error {
 	delete(ss.svc.sessions[ss.root], ss)
 	ss.svc.dropIndexLocked(ss.root)
 	ss.svc.mu.Unlock()
-	ss.closed.Do(func() { ss.svc.obs.DownloadFinished(time.Since(ss.started), ss.completed.Load()) })
+	ss.closed.Do(func() {
+		if !ss.notDownload {
+			ss.svc.obs.DownloadFinished(time.Since(ss.started), ss.completed.Load())
+		}
+	})
 	return nil
 }
 

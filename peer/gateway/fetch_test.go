@@ -136,6 +136,28 @@ func received(t *testing.T, n *peer.Node) (bytes, blocks, bad float64) {
 	return bytes, blocks, bad
 }
 
+// downloadsCounted is how many downloads n's metrics count, running or
+// finished.
+func downloadsCounted(t *testing.T, n *peer.Node) uint64 {
+	t.Helper()
+	fams, err := n.MetricsRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var count uint64
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			switch f.GetName() {
+			case "p2pshare_downloads_active":
+				count += uint64(m.GetGauge().GetValue())
+			case "p2pshare_download_duration_seconds":
+				count += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return count
+}
+
 // TestGatewayFetchesFromSwarm: node A holds a 12 MiB file and a folder;
 // node B, which holds neither, serves them through its gateway. A Range
 // request in the middle of the file fetches only a few of its 48 leaves;
@@ -194,6 +216,9 @@ func TestGatewayFetchesFromSwarm(t *testing.T) {
 	}
 	if has, _ := b.Repo.Blockstore().Has(context.Background(), root); has {
 		t.Errorf("the gateway wrote a fetched block into B's repo")
+	}
+	if n := downloadsCounted(t, b); n != 0 {
+		t.Errorf("the gateway's fetches counted as %d downloads in B's metrics", n)
 	}
 
 	// A block nobody has.
