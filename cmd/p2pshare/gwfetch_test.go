@@ -3,12 +3,13 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/p2pshare/p2pshare/peer/peertest"
 )
 
 // TestGatewayFetchesFromOtherSeed runs real processes: seed A holds a
@@ -53,21 +54,10 @@ func TestGatewayFetchesFromOtherSeed(t *testing.T) {
 // httpGet fetches url, with a Range header unless rng is empty.
 func httpGet(t *testing.T, url, rng string) ([]byte, int) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var hdr map[string]string
 	if rng != "" {
-		req.Header.Set("Range", rng)
+		hdr = map[string]string{"Range": rng}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, body := peertest.HTTPGet(t, url, hdr)
 	return body, resp.StatusCode
 }

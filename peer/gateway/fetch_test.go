@@ -15,14 +15,13 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 	"github.com/multiformats/go-multicodec"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/p2pshare/p2pshare/chunker"
 	"github.com/p2pshare/p2pshare/peer"
 	"github.com/p2pshare/p2pshare/peer/gateway"
+	"github.com/p2pshare/p2pshare/peer/nodetest"
 	"github.com/p2pshare/p2pshare/peer/peertest"
 	"github.com/p2pshare/p2pshare/transfer/transfertest"
 )
@@ -30,23 +29,11 @@ import (
 // startNode runs a node on a fresh repo on loopback, joining through boot.
 func startNode(t *testing.T, boot ...*peer.Node) *peer.Node {
 	t.Helper()
-	r, err := peer.Open(filepath.Join(t.TempDir(), "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	opts := peer.NodeOptions{Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}}
+	var opts peer.NodeOptions
 	for _, b := range boot {
-		opts.Bootstrap = append(opts.Bootstrap, libp2ppeer.AddrInfo{ID: b.Host.ID(), Addrs: b.Host.Addrs()})
+		opts.Bootstrap = append(opts.Bootstrap, nodetest.Info(b))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := peer.Start(ctx, r, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	return n
+	return nodetest.Start(t, opts)
 }
 
 // share adds a folder holding big.bin (size bytes in 256 KiB leaves) and

@@ -18,6 +18,7 @@ import (
 
 	"github.com/p2pshare/p2pshare/peer"
 	"github.com/p2pshare/p2pshare/peer/gateway"
+	"github.com/p2pshare/p2pshare/peer/peertest"
 )
 
 // serve adds a folder holding a 3.5 MiB file to a fresh repo and serves
@@ -57,37 +58,16 @@ func serve(t *testing.T) (string, cid.Cid, []byte) {
 	return srv.URL, res.CID, data
 }
 
-func get(t *testing.T, url string, hdr map[string]string) (*http.Response, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
-}
-
 func TestGatewayRange(t *testing.T) {
 	base, root, data := serve(t)
 	url := fmt.Sprintf("%s/ipfs/%s/film.bin", base, root)
 
-	resp, body := get(t, url, nil)
+	resp, body := peertest.HTTPGet(t, url, nil)
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
 		t.Fatalf("whole file: status %d, %d bytes, equal %v", resp.StatusCode, len(body), bytes.Equal(body, data))
 	}
 	for _, rg := range [][2]int{{0, 99}, {1<<20 - 10, 1<<20 + 10}, {len(data) / 2, len(data)/2 + 300000}, {len(data) - 7, len(data) - 1}} {
-		resp, body := get(t, url, map[string]string{"Range": fmt.Sprintf("bytes=%d-%d", rg[0], rg[1])})
+		resp, body := peertest.HTTPGet(t, url, map[string]string{"Range": fmt.Sprintf("bytes=%d-%d", rg[0], rg[1])})
 		if resp.StatusCode != http.StatusPartialContent {
 			t.Fatalf("range %v: status %d", rg, resp.StatusCode)
 		}
@@ -99,19 +79,19 @@ func TestGatewayRange(t *testing.T) {
 		}
 	}
 
-	resp, body = get(t, fmt.Sprintf("%s/ipfs/%s/notes.txt", base, root), nil)
+	resp, body = peertest.HTTPGet(t, fmt.Sprintf("%s/ipfs/%s/notes.txt", base, root), nil)
 	if string(body) != "hello gateway\n" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		t.Errorf("notes.txt: %q, Content-Type %q", body, resp.Header.Get("Content-Type"))
 	}
-	resp, body = get(t, fmt.Sprintf("%s/ipfs/%s/", base, root), nil)
+	resp, body = peertest.HTTPGet(t, fmt.Sprintf("%s/ipfs/%s/", base, root), nil)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "film.bin") || !strings.Contains(string(body), "notes.txt") {
 		t.Errorf("directory listing: status %d, names missing", resp.StatusCode)
 	}
-	resp, _ = get(t, fmt.Sprintf("%s/ipfs/%s/nothing-here", base, root), nil)
+	resp, _ = peertest.HTTPGet(t, fmt.Sprintf("%s/ipfs/%s/nothing-here", base, root), nil)
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("missing name: status %d, want 404", resp.StatusCode)
 	}
-	resp, _ = get(t, base+"/ipfs/bafkqaaa", nil)
+	resp, _ = peertest.HTTPGet(t, base+"/ipfs/bafkqaaa", nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("/ipfs/bafkqaaa probe: status %d, want 200", resp.StatusCode)
 	}
@@ -122,7 +102,7 @@ func TestGatewayRange(t *testing.T) {
 func TestGatewayTrustless(t *testing.T) {
 	base, root, data := serve(t)
 
-	resp, body := get(t, fmt.Sprintf("%s/ipfs/%s?format=car", base, root), nil)
+	resp, body := peertest.HTTPGet(t, fmt.Sprintf("%s/ipfs/%s?format=car", base, root), nil)
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/vnd.ipld.car") {
 		t.Fatalf("car: status %d, Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
@@ -160,7 +140,7 @@ func TestGatewayTrustless(t *testing.T) {
 	t.Logf("car of %s: %d blocks, %d bytes", root, n, len(body))
 
 	// entity-bytes: only the leaves a range needs.
-	resp, body = get(t, fmt.Sprintf("%s/ipfs/%s/film.bin?format=car&dag-scope=entity&entity-bytes=0:99", base, root), nil)
+	resp, body = peertest.HTTPGet(t, fmt.Sprintf("%s/ipfs/%s/film.bin?format=car&dag-scope=entity&entity-bytes=0:99", base, root), nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("entity-bytes car: status %d", resp.StatusCode)
 	}
@@ -171,7 +151,7 @@ func TestGatewayTrustless(t *testing.T) {
 		t.Errorf("entity-bytes CAR holds the whole file")
 	}
 
-	resp, body = get(t, fmt.Sprintf("%s/ipfs/%s", base, leaf), map[string]string{"Accept": "application/vnd.ipld.raw"})
+	resp, body = peertest.HTTPGet(t, fmt.Sprintf("%s/ipfs/%s", base, leaf), map[string]string{"Accept": "application/vnd.ipld.raw"})
 	if resp.StatusCode != http.StatusOK || len(body) != 1<<20 {
 		t.Fatalf("raw block: status %d, %d bytes", resp.StatusCode, len(body))
 	}

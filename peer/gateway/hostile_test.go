@@ -12,6 +12,7 @@ import (
 
 	"github.com/p2pshare/p2pshare/peer"
 	"github.com/p2pshare/p2pshare/peer/gateway"
+	"github.com/p2pshare/p2pshare/peer/peertest"
 )
 
 // TestGatewayRefusesBadBlock: a block that does not match its CID is never
@@ -39,7 +40,7 @@ func TestGatewayRefusesBadBlock(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	// Served while the file is as added.
-	if resp, body := get(t, fmt.Sprintf("%s/ipfs/%s", srv.URL, res.CID), nil); resp.StatusCode != http.StatusOK || !bytes.HasPrefix(body, []byte("the real bytes")) {
+	if resp, body := peertest.HTTPGet(t, fmt.Sprintf("%s/ipfs/%s", srv.URL, res.CID), nil); resp.StatusCode != http.StatusOK || !bytes.HasPrefix(body, []byte("the real bytes")) {
 		t.Fatalf("before the change: %d %q", resp.StatusCode, body)
 	}
 	lie := bytes.Repeat([]byte("not the bytes! "), 100)
@@ -47,7 +48,7 @@ func TestGatewayRefusesBadBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{"", "?format=raw", "?format=car"} {
-		resp, body := get(t, fmt.Sprintf("%s/ipfs/%s%s", srv.URL, res.CID, q), nil)
+		resp, body := peertest.HTTPGet(t, fmt.Sprintf("%s/ipfs/%s%s", srv.URL, res.CID, q), nil)
 		if resp.StatusCode == http.StatusOK && len(body) > 0 && q != "?format=car" {
 			t.Errorf("%q: served %d bytes of a block that does not match its CID", q, len(body))
 		}

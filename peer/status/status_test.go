@@ -2,9 +2,7 @@ package status
 
 import (
 	"context"
-	"io"
 	"math/rand"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -15,41 +13,16 @@ import (
 	"time"
 
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/p2pshare/p2pshare/peer"
+	"github.com/p2pshare/p2pshare/peer/nodetest"
+	"github.com/p2pshare/p2pshare/peer/peertest"
 )
 
-// startNode runs a node on a fresh repo on loopback.
-func startNode(t *testing.T, opts peer.NodeOptions) *peer.Node {
-	t.Helper()
-	r, err := peer.Open(filepath.Join(t.TempDir(), "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	opts.Listen = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := peer.Start(ctx, r, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	return n
-}
-
+// fetch returns the HTML page at url; anything else ends the test.
 func fetch(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, b := peertest.HTTPGet(t, url, nil)
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("GET %s: %s %s", url, resp.Status, resp.Header.Get("Content-Type"))
 	}
@@ -67,7 +40,7 @@ const hostileName = `<img src=x onerror=alert(1)>.bin`
 func TestStatusPage(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	seed := startNode(t, peer.NodeOptions{})
+	seed := nodetest.Start(t, peer.NodeOptions{})
 	path := filepath.Join(t.TempDir(), hostileName)
 	data := make([]byte, 8<<20)
 	rand.New(rand.NewSource(5)).Read(data)
@@ -80,7 +53,7 @@ func TestStatusPage(t *testing.T) {
 	}
 	seedInfo := libp2ppeer.AddrInfo{ID: seed.Host.ID(), Addrs: seed.Host.Addrs()}
 	// 2 MiB/s: the 8 MiB download lasts about four seconds.
-	dl := startNode(t, peer.NodeOptions{MaxDownload: 2 << 20, Bootstrap: []libp2ppeer.AddrInfo{seedInfo}})
+	dl := nodetest.Start(t, peer.NodeOptions{MaxDownload: 2 << 20, Bootstrap: []libp2ppeer.AddrInfo{seedInfo}})
 	got := make(chan error, 1)
 	go func() {
 		_, err := dl.Get(ctx, res.CID, peer.GetOptions{Out: filepath.Join(t.TempDir(), hostileName), Peers: []libp2ppeer.AddrInfo{seedInfo}})
