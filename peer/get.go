@@ -403,8 +403,12 @@ func unreachable(err error, sess *transfer.Session) error {
 	if n == 0 {
 		return err
 	}
-	return fmt.Errorf("%w: %d peer(s) hold it but none could be reached, directly or through a relay: "+
-		"offline, or behind NAT with no relay reservation (a publicly reachable seed relays for them unless run with --no-relay)", ErrUnreachable, n)
+	holders := "1 peer holds"
+	if n != 1 {
+		holders = fmt.Sprintf("%d peers hold", n)
+	}
+	return fmt.Errorf("%w: %s it but none could be reached, directly or through a relay: "+
+		"offline, or behind NAT with no relay reservation (a publicly reachable seed relays for them unless run with --no-relay)", ErrUnreachable, holders)
 }
 
 // adoptFinished records as complete a result that is in place under out
