@@ -136,7 +136,7 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 
 	bw := metrics.NewBandwidthCounter()
 	nm := newNodeMetrics()
-	h, err := newHost(repo.Key, listen, psk, opts.Relay, bw, nm.reg)
+	h, err := newHost(repo.Key, listen, psk, opts.Relay && !repo.Config.NoRelay, bw, nm.reg)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 	n := &Node{Repo: repo, Host: h, DHT: d, Transfer: svc, log: log, bw: bw, metrics: nm, life: life, cancel: cancel}
 	nm.register(n)
 	h.Network().Notify(connLog(log))
-	if opts.Bitswap {
+	if opts.Bitswap && !repo.Config.NoBitswap {
 		n.bitswap = startBitswap(h, repo.Blockstore(), svc)
 	}
 	if len(boot) > 0 {

@@ -45,6 +45,12 @@ type Config struct {
 	// NoMDNS turns off finding peers on the local network by mDNS, as
 	// --no-mdns does.
 	NoMDNS bool `json:"no_mdns,omitempty"`
+	// NoBitswap turns off serving blocks over Bitswap, as seed's
+	// --no-bitswap does.
+	NoBitswap bool `json:"no_bitswap,omitempty"`
+	// NoRelay turns off the relay service for peers behind NAT, as seed's
+	// --no-relay does.
+	NoRelay bool `json:"no_relay,omitempty"`
 	// LogLevel is the level of the node's log on stderr when --log-level
 	// is not given: debug, info, warn (the default) or error.
 	LogLevel string `json:"log_level,omitempty"`

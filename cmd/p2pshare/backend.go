@@ -235,7 +235,9 @@ var (
 	}
 	swarmKeyFlag = &cli.StringFlag{Name: "swarm-key", Usage: "join the private swarm of this key file (/key/swarm/psk/1.0.0/, as Kubo's swarm.key; make one with p2pshare swarm-key); TCP only",
 		EnvVars: []string{"P2PSHARE_SWARM_KEY"}, TakesFile: true}
-	noMDNSFlag = &cli.BoolFlag{Name: "no-mdns", Usage: "do not look for peers on the local network (mDNS); also the config's \"no_mdns\": true",
+	noBitswapFlag = &cli.BoolFlag{Name: "no-bitswap", Usage: "do not serve blocks to IPFS nodes (Kubo) over Bitswap; also the config's \"no_bitswap\": true", EnvVars: []string{"P2PSHARE_NO_BITSWAP"}}
+	noRelayFlag   = &cli.BoolFlag{Name: "no-relay", Usage: "do not relay for peers behind NAT (a seed AutoNAT finds publicly reachable offers a limited circuit relay by default); also the config's \"no_relay\": true", EnvVars: []string{"P2PSHARE_NO_RELAY"}}
+	noMDNSFlag    = &cli.BoolFlag{Name: "no-mdns", Usage: "do not look for peers on the local network (mDNS); also the config's \"no_mdns\": true",
 		EnvVars: []string{"P2PSHARE_NO_MDNS"}}
 	logLevelFlag = &cli.StringFlag{Name: "log-level", Usage: "log to stderr at this level: debug, info (peers connecting, downloads), warn (the default) or error; also the config's \"log_level\"",
 		EnvVars: []string{"P2PSHARE_LOG_LEVEL"}}

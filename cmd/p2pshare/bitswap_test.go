@@ -36,15 +36,25 @@ func TestSeedServesBitswap(t *testing.T) {
 	src := filepath.Join(dir, "src.bin")
 	data := writeRandom(t, src, 3<<20+5)
 	for _, tc := range []struct {
-		name  string
-		flags []string
-		serve bool
+		name   string
+		flags  []string
+		config string // config.json, if any
+		serve  bool
 	}{
-		{"default", nil, true},
-		{"--no-bitswap", []string{"--no-bitswap"}, false},
+		{"default", nil, "", true},
+		{"--no-bitswap", []string{"--no-bitswap"}, "", false},
+		{"config no_bitswap", nil, `{"no_bitswap": true}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			repo := filepath.Join(t.TempDir(), "repo")
+			if tc.config != "" {
+				if r := run(t, "--repo", repo, "init"); r.code != 0 {
+					t.Fatal(r)
+				}
+				if err := os.WriteFile(filepath.Join(repo, "config.json"), []byte(tc.config), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 			addr := seed(t, repo, tc.flags...)
 			r := run(t, "--repo", repo, "-q", "add", src)
 			if r.code != 0 {

@@ -19,7 +19,7 @@ func newConfigCommand() *cli.Command {
 			Usage:     "print the effective configuration and where each value comes from (flag, env, file, default)",
 			UsageText: "p2pshare config show\np2pshare --json config show --listen /ip4/0.0.0.0/tcp/4002",
 			// The flags of seed and get, so that it shows what they would use.
-			Flags: []cli.Flag{bootstrapFlag, listenFlag(), swarmKeyFlag, noMDNSFlag, logLevelFlag},
+			Flags: []cli.Flag{bootstrapFlag, listenFlag(), swarmKeyFlag, noMDNSFlag, noBitswapFlag, noRelayFlag, logLevelFlag},
 			Action: func(c *cli.Context) error {
 				cfg, err := peer.LoadConfig(c.String("repo"))
 				if err != nil {
@@ -47,10 +47,23 @@ type setting struct {
 	source string
 }
 
+// offSwitch resolves a setting that turns something off: on if the flag
+// (or its environment variable) or the file turns it on.
+func offSwitch(c *cli.Context, key, flag, env string, file bool) setting {
+	switch {
+	case c.Bool(flag):
+		return setting{key, true, source(c, flag, env)}
+	case file:
+		return setting{key, true, "file"}
+	}
+	return setting{key, false, "default"}
+}
+
 // settings resolves each setting as the node commands do: a flag beats
 // its environment variable, which beats config.json, which beats the
 // default; bootstrap peers add up from all three. An empty value counts
-// as unset, and no_mdns is on if any source turns it on, as for the node.
+// as unset, and no_mdns, no_bitswap and no_relay are on if any source
+// turns them on, as for the node.
 func settings(c *cli.Context, cfg peer.Config) []setting {
 	repo := c.String("repo")
 	out := []setting{{"repo", repo, source(c, "repo", "P2PSHARE_REPO")}}
@@ -89,14 +102,10 @@ func settings(c *cli.Context, cfg peer.Config) []setting {
 		out = append(out, setting{"swarm_key", "", "default"})
 	}
 
-	switch {
-	case c.Bool("no-mdns"):
-		out = append(out, setting{"no_mdns", c.Bool("no-mdns"), source(c, "no-mdns", "P2PSHARE_NO_MDNS")})
-	case cfg.NoMDNS:
-		out = append(out, setting{"no_mdns", true, "file"})
-	default:
-		out = append(out, setting{"no_mdns", false, "default"})
-	}
+	out = append(out,
+		offSwitch(c, "no_mdns", "no-mdns", "P2PSHARE_NO_MDNS", cfg.NoMDNS),
+		offSwitch(c, "no_bitswap", "no-bitswap", "P2PSHARE_NO_BITSWAP", cfg.NoBitswap),
+		offSwitch(c, "no_relay", "no-relay", "P2PSHARE_NO_RELAY", cfg.NoRelay))
 
 	switch {
 	case c.String("log-level") != "":

@@ -25,8 +25,7 @@ func newSeedCommand() *cli.Command {
 			noMDNSFlag, logLevelFlag,
 			maxUploadFlag, maxDownloadFlag,
 			&cli.StringFlag{Name: "gateway", Usage: "serve an IPFS HTTP gateway (/ipfs/<CID>, ?format=raw|car) of the repo's blocks, fetching others from the swarm on demand, on this host:port, e.g. 127.0.0.1:8080 (a bare :PORT listens on loopback); off by default"},
-			&cli.BoolFlag{Name: "no-bitswap", Usage: "do not serve blocks to IPFS nodes (Kubo) over Bitswap", EnvVars: []string{"P2PSHARE_NO_BITSWAP"}},
-			&cli.BoolFlag{Name: "no-relay", Usage: "do not relay for peers behind NAT (a seed AutoNAT finds publicly reachable offers a limited circuit relay by default)", EnvVars: []string{"P2PSHARE_NO_RELAY"}},
+			noBitswapFlag, noRelayFlag,
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics (libp2p's and p2pshare's) on this host:port, e.g. 127.0.0.1:9090 (a bare :PORT listens on loopback); off by default"},
 		},
 		Action: func(c *cli.Context) error {

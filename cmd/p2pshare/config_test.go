@@ -18,7 +18,7 @@ func TestConfigShow(t *testing.T) {
 		t.Fatal(r)
 	}
 	const boot = "/ip4/192.0.2.1/tcp/4001/p2p/12D3KooWKQakZYyTYt7mMDV2Bdm4zGrGvtvfcXHBU6QvM7PLKibg"
-	os.WriteFile(filepath.Join(repo, "config.json"), []byte(`{"listen": ["/ip4/0.0.0.0/tcp/4009"], "log_level": "error", "no_mdns": true, "bootstrap": ["`+boot+`"]}`), 0o600)
+	os.WriteFile(filepath.Join(repo, "config.json"), []byte(`{"listen": ["/ip4/0.0.0.0/tcp/4009"], "log_level": "error", "no_mdns": true, "no_relay": true, "bootstrap": ["`+boot+`"]}`), 0o600)
 
 	show := func(env []string, args ...string) map[string]configEvent {
 		t.Helper()
@@ -46,18 +46,22 @@ func TestConfigShow(t *testing.T) {
 		}
 	}
 
-	file := show([]string{"P2PSHARE_LOG_LEVEL=", "P2PSHARE_NO_MDNS=", "P2PSHARE_BOOTSTRAP="})
+	file := show([]string{"P2PSHARE_LOG_LEVEL=", "P2PSHARE_NO_MDNS=", "P2PSHARE_NO_BITSWAP=", "P2PSHARE_NO_RELAY=", "P2PSHARE_BOOTSTRAP="})
 	want(file, "listen", `["/ip4/0.0.0.0/tcp/4009"]`, "file")
 	want(file, "log_level", `"error"`, "file")
 	want(file, "no_mdns", `true`, "file")
+	want(file, "no_relay", `true`, "file")
+	want(file, "no_bitswap", `false`, "default")
 	want(file, "bootstrap", `["`+boot+`"]`, "file")
 	want(file, "swarm_key", `""`, "default")
 	want(file, "repo", `"`+repo+`"`, "flag")
 
-	env := show([]string{"P2PSHARE_LOG_LEVEL=info"})
+	env := show([]string{"P2PSHARE_LOG_LEVEL=info", "P2PSHARE_NO_BITSWAP=true"})
 	want(env, "log_level", `"info"`, "env")
+	want(env, "no_bitswap", `true`, "env")
 
-	flag := show([]string{"P2PSHARE_LOG_LEVEL=info"}, "--log-level", "debug", "--listen", "/ip4/127.0.0.1/tcp/5")
+	flag := show([]string{"P2PSHARE_LOG_LEVEL=info"}, "--log-level", "debug", "--listen", "/ip4/127.0.0.1/tcp/5", "--no-bitswap")
+	want(flag, "no_bitswap", `true`, "flag")
 	want(flag, "log_level", `"debug"`, "flag")
 	want(flag, "listen", `["/ip4/127.0.0.1/tcp/5"]`, "flag")
 
