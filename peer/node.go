@@ -130,10 +130,12 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 
 	bw := metrics.NewBandwidthCounter()
 	nm := newNodeMetrics()
+	Step(log, "metrics ready")
 	h, err := newHost(repo.Key, listen, psk, bw, nm.reg)
 	if err != nil {
 		return nil, err
 	}
+	Step(log, "host started")
 	d, err := dht.New(h, dht.Config{
 		Bootstrap: boot,
 		Datastore: namespace.Wrap(repo.ds, ds.NewKey("/dht")),
@@ -142,6 +144,7 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 		h.Close()
 		return nil, fmt.Errorf("starting DHT: %w", err)
 	}
+	Step(log, "dht started")
 	var topts []transfer.Option
 	if opts.MaxUpload > 0 {
 		topts = append(topts, transfer.WithMaxUpload(opts.MaxUpload))
@@ -169,6 +172,7 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 			}
 			return nil, fmt.Errorf("joining the network: %w", err)
 		}
+		Step(log, "bootstrapped")
 	}
 	if err := n.watchReachability(); err != nil {
 		n.Close()

@@ -86,6 +86,8 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 	gopts.Progress = func(g peer.GetProgress) { m.update(g.BytesDone, g.BytesTotal, g.Peers) }
 	var g getter
 	var node *peer.Node
+	log := opts.NodeOptions.Log
+	peer.Step(log, "get started")
 	if cl, err := peer.Dial(repo); err == nil && !opts.Seed {
 		g = cl
 	} else {
@@ -93,7 +95,11 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 		if err != nil {
 			return err
 		}
-		defer r.Close()
+		peer.Step(log, "repo opened")
+		defer func() {
+			r.Close()
+			peer.Step(log, "repo closed")
+		}()
 		nopts := opts.NodeOptions
 		nopts.Bootstrap = append([]libp2ppeer.AddrInfo{}, nopts.Bootstrap...)
 		for _, ai := range opts.Peers {
@@ -108,7 +114,11 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 		if err != nil {
 			return err
 		}
-		defer node.Close()
+		peer.Step(log, "node started")
+		defer func() {
+			node.Close()
+			peer.Step(log, "node closed")
+		}()
 		g = node
 	}
 	res, err := g.Get(ctx, opts.Root, gopts)
