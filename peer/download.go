@@ -67,8 +67,9 @@ type download struct {
 
 	mu sync.Mutex
 	// rawRoot is the root's block when the root is a raw leaf (a file of
-	// one block), verified: kept here rather than in the repo, where it
-	// would be a second copy of the file, once Open has written it there.
+	// one block), verified (see holdRoot): kept here rather than in the
+	// repo, where it would be a second copy of the file once Open has
+	// written it there.
 	rawRoot []byte
 	synced  time.Time         // when the index was last synced
 	leaf    map[cid.Cid]*slot // each distinct leaf and where it goes first
@@ -167,23 +168,32 @@ func (d *download) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	return d.st.Get(ctx, c)
 }
 
-// Put stores a verified block: a wanted leaf in its slot, a raw root in
-// memory until Open puts it in its slot, anything else in the repo.
+// Put stores a verified block: a wanted leaf in its slot, anything else
+// but a raw root in the repo. A raw root fetched before Open is not kept
+// here (Put may not keep data, and a copy of 1 MiB costs a fresh process
+// milliseconds): its fetcher hands it to holdRoot.
 func (d *download) Put(ctx context.Context, c cid.Cid, data []byte) error {
 	d.mu.Lock()
 	s := d.leaf[c]
-	if s == nil && c.Equals(d.root) && isRaw(c) {
-		d.rawRoot = slices.Clone(data) // Put may not keep data
-	}
-	held := d.rawRoot != nil && c.Equals(d.root)
 	d.mu.Unlock()
 	switch {
 	case s != nil:
 		return d.WriteLeaf(ctx, c, data)
-	case held:
+	case c.Equals(d.root) && isRaw(c):
 		return nil
 	}
 	return d.st.Put(ctx, c, data)
+}
+
+// holdRoot keeps data, the verified block of c, if c is the root and a
+// raw leaf: Open writes it into its slot, and Get serves it meanwhile.
+// The caller gives data up.
+func (d *download) holdRoot(c cid.Cid, data []byte) {
+	if c.Equals(d.root) && isRaw(c) {
+		d.mu.Lock()
+		d.rawRoot = data
+		d.mu.Unlock()
+	}
 }
 
 // Stat checks the whole DAG (fetching its structure through get) and that

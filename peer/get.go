@@ -207,6 +207,7 @@ func (n *Node) get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		}
 		data, err := sess.Block(ctx, c)
 		if err == nil {
+			d.holdRoot(c, data) // Block's data is ours
 			if !gotData.Swap(true) {
 				Step(n.log, "first block")
 			}
