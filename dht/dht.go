@@ -64,6 +64,7 @@ type DHT struct {
 
 	mu       sync.Mutex
 	provided map[cid.Cid]bool
+	closed   bool // no goroutine may join wg
 
 	life   context.Context // ends at Close
 	cancel context.CancelFunc
@@ -103,53 +104,62 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 	return d, nil
 }
 
-// Bootstrap connects to the bootstrap peers and checks that one of them
-// speaks our DHT; the routing table then fills in the background (their
-// liveness check, then a lookup of our own ID), so a node can start
-// fetching at once. It fails with ErrNoBootstrap if peers were given and
-// none answered.
+// Bootstrap connects to the bootstrap peers and returns once one of them
+// speaks our DHT; the others are dialled on in the background (a dead
+// entry in a bootstrap list costs a get nothing), and the routing table
+// fills in the background too (their liveness check, then a lookup of
+// our own ID), so a node can start fetching at once. It fails with
+// ErrNoBootstrap if peers were given and none answered.
 func (d *DHT) Bootstrap(ctx context.Context) error {
 	if len(d.boot) == 0 {
 		return d.kad.Bootstrap(ctx)
 	}
-	errs := d.connectBootstrap(ctx)
-	var up []peer.ID
-	for i, err := range errs {
-		if err == nil {
-			up = append(up, d.boot[i].ID)
+	dials := d.dialBootstrap()
+	errs := make([]error, len(d.boot))
+	foreign := false
+	for range d.boot {
+		var r dialResult
+		select {
+		case r = <-dials:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNoBootstrap, ctx.Err())
 		}
+		if r.err != nil {
+			errs[r.i] = r.err
+			continue
+		}
+		if !r.speaks {
+			foreign = true
+			continue
+		}
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			if d.waitRoutingTable(d.life) == nil && d.kad.Bootstrap(d.life) == nil {
+				// One lookup of our own ID fills the table with the peers near us.
+				_, _ = d.kad.GetClosestPeers(d.life, string(d.h.ID()))
+			}
+		}()
+		return nil
 	}
-	if len(up) == 0 {
-		return fmt.Errorf("%w: %w", ErrNoBootstrap, errors.Join(errs...))
-	}
-	if !d.speaks(ctx, up) {
+	if foreign {
 		return fmt.Errorf("%w: the bootstrap peers do not speak %s (do they run p2pshare?)", ErrNoBootstrap, protocolID)
 	}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		if d.waitRoutingTable(d.life) == nil && d.kad.Bootstrap(d.life) == nil {
-			// One lookup of our own ID fills the table with the peers near us.
-			_, _ = d.kad.GetClosestPeers(d.life, string(d.h.ID()))
-		}
-	}()
-	return nil
+	return fmt.Errorf("%w: %w", ErrNoBootstrap, errors.Join(errs...))
 }
 
-// identifyWait bounds how long Bootstrap waits for identify to tell which
-// protocols a connected bootstrap peer speaks. Connect usually returns
-// after identify, but not when a connection already stood.
+// identifyWait bounds how long a bootstrap dial waits for identify to
+// tell which protocols the peer speaks. Connect usually returns after
+// identify, but not when a connection already stood.
 const identifyWait = 3 * time.Second
 
-// speaks reports whether one of the connected peers speaks our DHT.
-func (d *DHT) speaks(ctx context.Context, peers []peer.ID) bool {
+// speaks reports whether the connected peer p speaks our DHT.
+func (d *DHT) speaks(ctx context.Context, p peer.ID) bool {
 	ctx, cancel := context.WithTimeout(ctx, identifyWait)
 	defer cancel()
 	for {
-		for _, p := range peers {
-			if ps, _ := d.h.Peerstore().SupportsProtocols(p, protocolID); len(ps) > 0 {
-				return true
-			}
+		if ps, _ := d.h.Peerstore().SupportsProtocols(p, protocolID); len(ps) > 0 {
+			return true
 		}
 		select {
 		case <-ctx.Done():
@@ -176,27 +186,42 @@ func (d *DHT) ready(ctx context.Context) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
-	d.connectBootstrap(ctx)
+	d.dialBootstrap()
 	return d.waitRoutingTable(ctx) == nil
 }
 
-// connectBootstrap dials every bootstrap peer at once and returns the
-// errors in d.boot's order. Connect returns once identify has run.
-func (d *DHT) connectBootstrap(ctx context.Context) []error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(d.boot))
+// dialResult is the outcome of dialling d.boot[i]: an error, or whether
+// the peer speaks our DHT.
+type dialResult struct {
+	i      int
+	err    error
+	speaks bool
+}
+
+// dialBootstrap dials every bootstrap peer at once, in the background
+// (until the DHT closes), and sends each outcome on the channel it
+// returns, which has room for all of them. Connect returns once identify
+// has run.
+func (d *DHT) dialBootstrap() <-chan dialResult {
+	out := make(chan dialResult, len(d.boot))
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	for i, ai := range d.boot {
-		wg.Add(1)
+		if d.closed {
+			out <- dialResult{i: i, err: d.life.Err()}
+			continue
+		}
+		d.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer d.wg.Done()
 			// A direct dial, past the swarm's dial backoff: kad-dht may have
 			// dialled the peer a moment ago, and a backoff error would hide
 			// why that dial failed (a handshake error names a swarm key).
-			errs[i] = d.h.Connect(network.WithForceDirectDial(ctx, "bootstrap"), ai)
+			err := d.h.Connect(network.WithForceDirectDial(d.life, "bootstrap"), ai)
+			out <- dialResult{i: i, err: err, speaks: err == nil && d.speaks(d.life, ai.ID)}
 		}()
 	}
-	wg.Wait()
-	return errs
+	return out
 }
 
 // protocolID is the DHT's protocol ID under ProtocolPrefix.
@@ -269,6 +294,9 @@ func (d *DHT) RoutingTableSize() int { return d.kad.RoutingTable().Size() }
 
 // Close stops reproviding and shuts the DHT down.
 func (d *DHT) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
 	d.cancel()
 	d.wg.Wait()
 	return d.kad.Close()

@@ -3,6 +3,8 @@ package dht
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	kad "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/p2pshare/p2pshare/peer/peertest"
@@ -202,5 +205,45 @@ func TestBootstrapThroughForeignDHT(t *testing.T) {
 	err = d.Bootstrap(ctx)
 	if !errors.Is(err, ErrNoBootstrap) || !strings.Contains(err.Error(), "p2pshare") || ctx.Err() != nil {
 		t.Fatalf("bootstrap through an /ipfs DHT node: %v (context: %v)", err, ctx.Err())
+	}
+}
+
+// TestBootstrapPastADeadPeer: one bootstrap peer that never completes a
+// handshake (TCP accepts, then silence) does not hold Bootstrap up once
+// another one answered.
+func TestBootstrapPastADeadPeer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open and silent until the test ends
+		}
+	}()
+	silent, err := ma.NewMultiaddr(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", l.Addr().(*net.TCPAddr).Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := peer.AddrInfo{ID: peertest.Info(peertest.NewHost(t)).ID, Addrs: []ma.Multiaddr{silent}}
+	hs, _ := startNetwork(t, 1)
+	d, err := New(peertest.NewHost(t), Config{Bootstrap: []peer.AddrInfo{dead, peertest.Info(hs[0])}, DisableAutoRefresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := d.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Bootstrap took %v: it waited for the silent peer", took)
 	}
 }

@@ -65,12 +65,17 @@ type download struct {
 	// making 100k files is progress, not a stalled download.
 	busy func()
 
-	mu     sync.Mutex
-	synced time.Time         // when the index was last synced
-	leaf   map[cid.Cid]*slot // each distinct leaf and where it goes first
-	order  []cid.Cid         // the distinct leaves in DAG order (have-map order)
-	need   uint64            // bytes of distinct leaves
-	bytes  uint64            // bytes of distinct leaves in place
+	mu sync.Mutex
+	// rawRoot is the root's block when the root is a raw leaf (a file of
+	// one block), verified (see holdRoot): kept here rather than in the
+	// repo, where it would be a second copy of the file once Open has
+	// written it there.
+	rawRoot []byte
+	synced  time.Time         // when the index was last synced
+	leaf    map[cid.Cid]*slot // each distinct leaf and where it goes first
+	order   []cid.Cid         // the distinct leaves in DAG order (have-map order)
+	need    uint64            // bytes of distinct leaves
+	bytes   uint64            // bytes of distinct leaves in place
 }
 
 // slot is where a distinct leaf goes first.
@@ -139,22 +144,56 @@ func (d *download) Has(ctx context.Context, c cid.Cid) (bool, error) {
 	if s != nil {
 		return done, nil
 	}
+	if d.heldRoot(c) != nil {
+		return true, nil
+	}
 	return d.st.Has(ctx, c)
 }
 
-// Get returns a block from the repo.
-func (d *download) Get(ctx context.Context, c cid.Cid) ([]byte, error) { return d.st.Get(ctx, c) }
+// heldRoot returns rawRoot if c is the root and rawRoot is held.
+func (d *download) heldRoot(c cid.Cid) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c.Equals(d.root) {
+		return d.rawRoot
+	}
+	return nil
+}
 
-// Put stores a verified block: a wanted leaf in its slot, anything else in
-// the repo.
+// Get returns a block from the download (a raw root) or the repo.
+func (d *download) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	if data := d.heldRoot(c); data != nil {
+		return data, nil
+	}
+	return d.st.Get(ctx, c)
+}
+
+// Put stores a verified block: a wanted leaf in its slot, anything else
+// but a raw root in the repo. A raw root fetched before Open is not kept
+// here (Put may not keep data, and a copy of 1 MiB costs a fresh process
+// milliseconds): its fetcher hands it to holdRoot.
 func (d *download) Put(ctx context.Context, c cid.Cid, data []byte) error {
 	d.mu.Lock()
 	s := d.leaf[c]
 	d.mu.Unlock()
-	if s == nil {
-		return d.st.Put(ctx, c, data)
+	switch {
+	case s != nil:
+		return d.WriteLeaf(ctx, c, data)
+	case c.Equals(d.root) && isRaw(c):
+		return nil
 	}
-	return d.WriteLeaf(ctx, c, data)
+	return d.st.Put(ctx, c, data)
+}
+
+// holdRoot keeps data, the verified block of c, if c is the root and a
+// raw leaf: Open writes it into its slot, and Get serves it meanwhile.
+// The caller gives data up.
+func (d *download) holdRoot(c cid.Cid, data []byte) {
+	if c.Equals(d.root) && isRaw(c) {
+		d.mu.Lock()
+		d.rawRoot = data
+		d.mu.Unlock()
+	}
 }
 
 // Stat checks the whole DAG (fetching its structure through get) and that
@@ -215,7 +254,7 @@ func (d *download) walkPartial(fn func(fs.FileInfo)) {
 // leaves recorded as done, and copies leaves the repo holds elsewhere.
 // The DAG's structure must be in the repo by now (see Stat).
 func (d *download) Open(ctx context.Context, out string) error {
-	data, err := d.st.localGet(ctx, d.root)
+	data, err := d.Get(ctx, d.root)
 	if err != nil {
 		return err
 	}
@@ -243,14 +282,17 @@ func (d *download) Open(ctx context.Context, out string) error {
 			return fmt.Errorf("clearing an old partial download: %w", err)
 		}
 	}
-	if err := d.ix.putRoot(ctx, d.root, rootRecord{Name: d.final, Dir: d.isDir, Path: out, Temp: d.tempPath(), State: StatePartial, Added: time.Now().UTC()}); err != nil {
-		return err
-	}
+	// The partial record is synced with the file records below: a crash
+	// before that leaves a partial download no record names, which the
+	// next get to this path clears (it does not resume).
 	b, err := d.ix.newBatch(ctx)
 	if err != nil {
 		return err
 	}
-	err = chunker.Walk(ctx, d.root, d.st.localGet, func(e chunker.Entry) error {
+	if err := b.putJSON(rootKey(d.root), rootRecord{Name: d.final, Dir: d.isDir, Path: out, Temp: d.tempPath(), State: StatePartial, Added: time.Now().UTC()}); err != nil {
+		return err
+	}
+	err = chunker.Walk(ctx, d.root, d.Get, func(e chunker.Entry) error {
 		return d.create(ctx, b, e, known)
 	})
 	if err != nil {
@@ -265,9 +307,13 @@ func (d *download) Open(ctx context.Context, out string) error {
 	if err := d.ix.sync(ctx); err != nil {
 		return err
 	}
-	// Leaves this repo holds elsewhere are copied, not fetched.
+	d.mu.Lock()
+	d.synced = time.Now()
+	d.mu.Unlock()
+	// Leaves this repo holds elsewhere (or a raw root held) are copied,
+	// not fetched.
 	for _, c := range d.missing() {
-		if data, err := d.st.Get(ctx, c); err == nil {
+		if data, err := d.Get(ctx, c); err == nil {
 			if err := d.WriteLeaf(ctx, c, data); err != nil {
 				return err
 			}
@@ -514,20 +560,25 @@ func (d *download) leaves() []cid.Cid {
 // Finish completes the download once every distinct leaf is in place:
 // it copies every repeat from where its bytes first appear, then makes
 // the symlinks (only now, so nothing is ever written through one), flushes
-// the files to disk, moves the result to its final name (replacing what
-// is there if force) and records it as complete.
+// the files and folders to disk, moves the result to its final name
+// (replacing what is there if force), flushes that move and records the
+// result as complete.
 func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, error) {
 	if m := d.missing(); len(m) > 0 {
 		return 0, fmt.Errorf("bug: download of %s ended with %d leaves missing", d.root, len(m))
 	}
 	var symlinks int
 	var size uint64
+	var folders []string
 	buf := make([]byte, 1<<20)
-	err := chunker.Walk(ctx, d.root, d.st.localGet, func(e chunker.Entry) error {
+	err := chunker.Walk(ctx, d.root, d.Get, func(e chunker.Entry) error {
 		d.working()
 		switch e.Kind {
 		case chunker.KindSymlink:
 			symlinks++
+			return nil
+		case chunker.KindDirectory:
+			folders = append(folders, d.rel(e.Path))
 			return nil
 		case chunker.KindFile:
 			size += e.Size
@@ -539,7 +590,7 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 		return 0, err
 	}
 	if symlinks > 0 {
-		err := chunker.Walk(ctx, d.root, d.st.localGet, func(e chunker.Entry) error {
+		err := chunker.Walk(ctx, d.root, d.Get, func(e chunker.Entry) error {
 			if e.Kind != chunker.KindSymlink {
 				return nil
 			}
@@ -576,6 +627,12 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 			return 0, fmt.Errorf("flushing %q: %w", rel, err)
 		}
 	}
+	for _, rel := range folders { // their entries
+		d.working()
+		if err := d.sync(rel); err != nil {
+			return 0, fmt.Errorf("flushing %q: %w", rel, err)
+		}
+	}
 	if force {
 		if err := d.dir.RemoveAll(d.final); err != nil {
 			return 0, fmt.Errorf("replacing %q: %w", out, err)
@@ -583,6 +640,9 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 	}
 	if err := d.dir.Rename(d.part, d.final); err != nil {
 		return 0, fmt.Errorf("moving download into place: %w", err)
+	}
+	if err := d.sync("."); err != nil { // the rename, before the record says complete
+		return 0, fmt.Errorf("flushing %s: %w", d.dirPath, err)
 	}
 	b, err := d.ix.newBatch(ctx)
 	if err != nil {
@@ -667,9 +727,9 @@ func (d *download) fill(ctx context.Context, e chunker.Entry, buf []byte) error 
 	return nil
 }
 
-// sync flushes a partial file to disk.
+// sync flushes a partial file, or a folder, to disk.
 func (d *download) sync(rel string) error {
-	fh, err := d.dir.OpenFile(rel, os.O_RDWR|syscall.O_NOFOLLOW, 0)
+	fh, err := d.dir.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}

@@ -82,3 +82,38 @@ func TestGetHeldRootToOtherPlaces(t *testing.T) {
 		t.Fatal("the root is not served as it is")
 	}
 }
+
+// A file of one block (its root is a raw leaf) is got into place and
+// served from there, from a third node too, and its bytes are not kept a
+// second time in the repo's datastore.
+func TestGetOneBlockFile(t *testing.T) {
+	a := startNode(t, NodeOptions{})
+	root, data := addFile(t, a, 1<<20, 0)
+	if !isRaw(root) {
+		t.Fatalf("a 1 MiB file's root %s is not a raw leaf", root)
+	}
+	b := startNode(t, NodeOptions{}, a)
+	ctx := context.Background()
+	out := filepath.Join(t.TempDir(), "one.bin")
+	if _, err := b.Get(ctx, root, GetOptions{Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("%s: %d bytes (%v), not the content", out, len(got), err)
+	}
+	if ok, err := b.Repo.ds.Has(ctx, blockKey(root)); ok || err != nil {
+		t.Fatalf("the repo's datastore holds the block too (%v)", err)
+	}
+	if got := readAll(t, b.Repo, root); !bytes.Equal(got, data) {
+		t.Fatal("the root is not served from the file")
+	}
+	a.Close() // b alone holds it now
+	c := startNode(t, NodeOptions{}, b)
+	out2 := filepath.Join(t.TempDir(), "two.bin")
+	if _, err := c.Get(ctx, root, GetOptions{Out: out2}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(out2); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("%s from the node that got it: %d bytes (%v), not the content", out2, len(got), err)
+	}
+}

@@ -215,7 +215,10 @@ func (n *Node) get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 		}
 		data, err := sess.Block(ctx, c)
 		if err == nil {
-			gotData.Store(true)
+			d.holdRoot(c, data) // Block's data is ours
+			if !gotData.Swap(true) {
+				Step(n.log, "first block")
+			}
 			touch()
 		}
 		return data, err
@@ -225,9 +228,11 @@ func (n *Node) get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 	if _, err := d.Stat(ctx, get); err != nil {
 		return GetResult{}, getError(ctx, err, sess)
 	}
+	Step(n.log, "structure fetched")
 	if err := d.Open(ctx, out); err != nil {
 		return GetResult{}, getError(ctx, err, sess)
 	}
+	Step(n.log, "output opened")
 	n.provide(target) // the structure is here: peers may start asking us
 	ld := newLiveDownload(target, out, d, sess.Peers)
 	defer n.live.add(ld)()
@@ -265,10 +270,12 @@ func (n *Node) get(ctx context.Context, root cid.Cid, opts GetOptions) (GetResul
 	if err := sess.Download(ctx, d.leaves()); err != nil {
 		return GetResult{}, getError(ctx, err, sess)
 	}
+	Step(n.log, "leaves fetched")
 	size, err := d.Finish(ctx, opts.Force, out)
 	if err != nil {
 		return GetResult{}, getError(ctx, err, sess)
 	}
+	Step(n.log, "output synced and recorded")
 	endProgress() // the last call must not overlap the ticker's
 	if opts.Progress != nil {
 		_, need := d.progress()

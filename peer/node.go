@@ -92,6 +92,59 @@ type Node struct {
 // bootstrap peers and starts serving the repo's content. It does not
 // provide anything yet: see ProvideAll.
 func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
+	nh, err := newNodeHost(repo, opts)
+	if err != nil {
+		return nil, err
+	}
+	return nh.start(ctx, repo, opts)
+}
+
+// OpenAndStart opens the repo in dir and starts a node on it, as Open then
+// Start do, but sooner: the host is built and the bootstrap peers dialled
+// while the datastore opens. Close the node, then its Repo.
+func OpenAndStart(ctx context.Context, dir string, opts NodeOptions) (*Node, error) {
+	repo, err := openFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	opened := make(chan error, 1)
+	go func() { opened <- repo.openDatastore() }()
+	nh, err := newNodeHost(repo, opts)
+	if err == nil {
+		nh.dialBootstrap(ctx)
+	}
+	if oerr := <-opened; oerr != nil {
+		if err == nil {
+			nh.h.Close()
+		}
+		return nil, oerr
+	}
+	if err != nil {
+		repo.Close()
+		return nil, err
+	}
+	n, err := nh.start(ctx, repo, opts)
+	if err != nil {
+		repo.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// nodeHost is a node's host and what it was built from, before the node
+// starts on it (it needs no datastore).
+type nodeHost struct {
+	log  *slog.Logger
+	h    host.Host
+	boot []libp2ppeer.AddrInfo
+	psk  pnet.PSK
+	bw   *metrics.BandwidthCounter
+	nm   *nodeMetrics
+}
+
+// newNodeHost builds the host of a node on repo: its identity, listen
+// addresses, bootstrap peers and swarm key from opts and the repo's config.
+func newNodeHost(repo *Repo, opts NodeOptions) (*nodeHost, error) {
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -136,10 +189,33 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 
 	bw := metrics.NewBandwidthCounter()
 	nm := newNodeMetrics()
+	Step(log, "metrics ready")
 	h, err := newHost(repo.Key, listen, psk, opts.Relay && !repo.Config.NoRelay, bw, nm.reg)
 	if err != nil {
 		return nil, err
 	}
+	Step(log, "host started")
+	return &nodeHost{log: log, h: h, boot: boot, psk: psk, bw: bw, nm: nm}, nil
+}
+
+// dialBootstrap starts dialling the bootstrap peers in the background, so
+// that the DHT's bootstrap finds them connected; failures are left for it
+// to report.
+func (nh *nodeHost) dialBootstrap(ctx context.Context) {
+	for _, ai := range nh.boot {
+		go func() {
+			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			_ = nh.h.Connect(dctx, ai)
+		}()
+	}
+}
+
+// start starts the node on its host: the DHT (joined through the
+// bootstrap peers), the transfer service and the rest. It closes the
+// host if it fails.
+func (nh *nodeHost) start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
+	log, h, boot, psk, bw, nm := nh.log, nh.h, nh.boot, nh.psk, nh.bw, nh.nm
 	d, err := dht.New(h, dht.Config{
 		Bootstrap: boot,
 		Datastore: namespace.Wrap(repo.ds, ds.NewKey("/dht")),
@@ -148,6 +224,7 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 		h.Close()
 		return nil, fmt.Errorf("starting DHT: %w", err)
 	}
+	Step(log, "dht started")
 	var topts []transfer.Option
 	if opts.MaxUpload > 0 {
 		topts = append(topts, transfer.WithMaxUpload(opts.MaxUpload))
@@ -175,6 +252,7 @@ func Start(ctx context.Context, repo *Repo, opts NodeOptions) (*Node, error) {
 			}
 			return nil, fmt.Errorf("joining the network: %w", err)
 		}
+		Step(log, "bootstrapped")
 	}
 	if err := n.watchReachability(); err != nil {
 		n.Close()

@@ -245,3 +245,35 @@ func resumeAndCheck(t *testing.T, ctx context.Context, n *Node, root cid.Cid, ou
 		t.Fatal("resumed download differs from the original")
 	}
 }
+
+// OpenAndStart starts a node as Open then Start do, through a bootstrap
+// peer, and refuses a repo another process (or Open) holds.
+func TestOpenAndStart(t *testing.T) {
+	a := startNode(t, NodeOptions{})
+	root, data := addFile(t, a, 3<<20, 0)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opts := NodeOptions{Listen: loopback, Bootstrap: []libp2ppeer.AddrInfo{{ID: a.Host.ID(), Addrs: a.Host.Addrs()}}}
+	n, err := OpenAndStart(ctx, dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Repo.ID != n.Host.ID() {
+		t.Fatalf("the host is %s, the repo's identity %s", n.Host.ID(), n.Repo.ID)
+	}
+	if _, err := OpenAndStart(ctx, dir, opts); !errors.Is(err, ErrRepoLocked) {
+		t.Fatalf("a second OpenAndStart of a repo in use: got %v, want ErrRepoLocked", err)
+	}
+	out := filepath.Join(t.TempDir(), "out.bin")
+	if _, err := n.Get(ctx, root, GetOptions{Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("got %d bytes (%v), not the content", len(got), err)
+	}
+	n.Close()
+	if err := n.Repo.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

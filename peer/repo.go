@@ -100,6 +100,19 @@ func Init(dir string) (libp2ppeer.ID, error) {
 
 // Open opens the repo in dir, creating it first if needed.
 func Open(dir string) (*Repo, error) {
+	r, err := openFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.openDatastore(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// openFiles reads the identity and config of the repo in dir, creating
+// them first if needed; its datastore is not open yet (openDatastore).
+func openFiles(dir string) (*Repo, error) {
 	if _, err := Init(dir); err != nil {
 		return nil, err
 	}
@@ -115,15 +128,21 @@ func Open(dir string) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := pebbleds.NewDatastore(filepath.Join(dir, datastoreDir))
+	return &Repo{Dir: dir, Key: key, ID: id, Config: cfg}, nil
+}
+
+// openDatastore opens the repo's datastore, and the index and store on it.
+func (r *Repo) openDatastore() error {
+	d, err := pebbleds.NewDatastore(filepath.Join(r.Dir, datastoreDir))
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
-			return nil, fmt.Errorf("opening %s: %w", dir, ErrRepoLocked)
+			return fmt.Errorf("opening %s: %w", r.Dir, ErrRepoLocked)
 		}
-		return nil, fmt.Errorf("opening datastore in %s: %w", dir, err)
+		return fmt.Errorf("opening datastore in %s: %w", r.Dir, err)
 	}
-	ix := &index{ds: d}
-	return &Repo{Dir: dir, Key: key, ID: id, Config: cfg, ds: d, index: ix, st: newStore(ix)}, nil
+	r.ds, r.index = d, &index{ds: d}
+	r.st = newStore(r.index)
+	return nil
 }
 
 // LoadConfig reads the config of the repo in dir. A repo without a

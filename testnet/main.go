@@ -66,6 +66,7 @@ func main() {
 		slow    = flag.Bool("slow", false, "scale: one seeder capped at a tenth of the others")
 		timeout = flag.Duration("timeout", 60*time.Second, "p2pshare get --timeout")
 		quick   = flag.Bool("quick", false, "tiny sizes (tests)")
+		fixed   = flag.Bool("fixed", false, "whole: only the fixed cost (fresh get of 1 MiB beside a fresh raw receiver), not the large transfers")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: testnet [flags] demo|scale|slowseed|flashcrowd|churn|dht|whole|bench|nat\n")
@@ -77,7 +78,7 @@ func main() {
 		os.Exit(2)
 	}
 	scenario := flag.Arg(0)
-	cfg := config{peers: *peers, sizeMiB: *sizeMiB, capMbit: *capMbit, roots: *roots, ks: *ks, slow: *slow, quick: *quick}
+	cfg := config{peers: *peers, sizeMiB: *sizeMiB, capMbit: *capMbit, roots: *roots, ks: *ks, slow: *slow, quick: *quick, fixed: *fixed}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -20,6 +20,7 @@ type config struct {
 	peers, sizeMiB, capMbit, roots int
 	ks                             string
 	slow, quick                    bool
+	fixed                          bool // whole: the fixed cost alone
 }
 
 const mib = 1 << 20

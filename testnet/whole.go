@@ -176,14 +176,21 @@ func (r *runner) whole(ctx context.Context, cfg config) (*wholeResult, error) {
 			return nil, err
 		}
 	}
-	fmt.Printf("whole: %d MiB from a `p2pshare seed` process to a fresh `p2pshare get` process over loopback TCP, beside a raw libp2p stream between two processes; then the fixed cost of %d MiB (median of %d)\n", size/mib, smallSize/mib, smallRuns)
+	if cfg.fixed {
+		size = 0 // the large transfers are skipped
+		fmt.Printf("whole -fixed: the fixed cost of %d MiB, a fresh `p2pshare get` beside a fresh raw receiver (median of %d)\n", smallSize/mib, smallRuns)
+	} else {
+		fmt.Printf("whole: %d MiB from a `p2pshare seed` process to a fresh `p2pshare get` process over loopback TCP, beside a raw libp2p stream between two processes; then the fixed cost of %d MiB (median of %d)\n", size/mib, smallSize/mib, smallRuns)
+	}
 	seed, err := r.loopPeer("whole-seed")
 	if err != nil {
 		return nil, err
 	}
-	path, sum, err := r.makeFile("whole.bin", size)
-	if err != nil {
-		return nil, err
+	var path, sum, root string
+	if size > 0 {
+		if path, sum, err = r.makeFile("whole.bin", size); err != nil {
+			return nil, err
+		}
 	}
 	small, smallSum, err := r.makeFile("small.bin", smallSize)
 	if err != nil {
@@ -194,12 +201,15 @@ func (r *runner) whole(ctx context.Context, cfg config) (*wholeResult, error) {
 	// identities (peer.identityMargin) before add.
 	syscall.Sync()
 	time.Sleep(3 * time.Second)
-	out, err := r.run(seed, "-q", "add", path)
-	if err != nil {
-		return nil, err
+	if size > 0 {
+		out, err := r.run(seed, "-q", "add", path)
+		if err != nil {
+			return nil, err
+		}
+		root = strings.TrimSpace(out)
 	}
-	root := strings.TrimSpace(out)
-	if out, err = r.run(seed, "-q", "add", small); err != nil {
+	out, err := r.run(seed, "-q", "add", small)
+	if err != nil {
 		return nil, err
 	}
 	smallRoot := strings.TrimSpace(out)
@@ -260,6 +270,9 @@ func (r *runner) whole(ctx context.Context, cfg config) (*wholeResult, error) {
 		{&res.RawDisk, func() (pair, error) { return rawPair(disk) }},
 		{&res.GetDisk, func() (pair, error) { return getPair(disk) }},
 	} {
+		if size == 0 {
+			break
+		}
 		if *m.p, err = m.run(); err != nil {
 			return nil, err
 		}
@@ -296,7 +309,9 @@ func (r *runner) whole(ctx context.Context, cfg config) (*wholeResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	os.Remove(path)
+	if path != "" {
+		os.Remove(path)
+	}
 	os.Remove(small)
 
 	t := table{head: []string{"measure", "p2pshare", "raw stream", "ratio", "target"}}
@@ -323,6 +338,9 @@ func (w *wholeResult) rows() [][]string {
 		{"into tmpfs", w.GetTmpfs, w.RawMemory, ">= 0.7", "into memory"},
 		{"onto disk, synced", w.GetDisk, w.RawDisk, ">= 0.7", "to the same disk, synced"},
 	} {
+		if w.Size == 0 {
+			break // -fixed
+		}
 		label := fmt.Sprintf("%d MiB seed -> get %s", w.Size/mib, m.name)
 		rows = append(rows,
 			[]string{label, mb(m.get), mb(m.raw) + " (" + m.reference + ")", x(m.get.mbs(w.Size), m.raw.mbs(w.Size)), m.rateGoal},

@@ -301,3 +301,22 @@ func TestWeakCIDsRefused(t *testing.T) {
 		t.Fatalf("after the weak WANTs, a good one was answered %+v, %v", m, err)
 	}
 }
+
+// A block no peer holds is asked for again about once a second, not as
+// fast as the peers answer DONT_HAVE (a get waiting for providers used to
+// keep its CPU and the seed's busy that way).
+func TestBlockNobodyHasIsNotAskedInALoop(t *testing.T) {
+	hs := transfertest.NewHostile(t, nil, transfertest.Serve, 0)
+	d := transfertest.NewSeed(t, nil) // the downloader
+	missing := transfertest.Sum(cid.Raw, mh.SHA2_256, -1, []byte("nobody has this"))
+	sess := d.Service.NewSession(missing, transfertest.Providers{peertest.Info(hs.Host)})
+	defer sess.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	if _, err := sess.Block(ctx, missing); err == nil {
+		t.Fatal("Block returned a block nobody has")
+	}
+	if n := len(hs.Wants()); n == 0 || n > 4 {
+		t.Fatalf("the peer was asked %d times in 2.5 s, want 1 to 4", n)
+	}
+}

@@ -78,6 +78,7 @@ type Session struct {
 
 	mu      sync.Mutex
 	remotes map[peer.ID]*remote
+	joined  uint64                    // remotes added so far
 	known   map[peer.ID]peer.AddrInfo // every peer ever offered, to retry
 	dialing map[peer.ID]bool
 	banned  map[peer.ID]bool
@@ -455,6 +456,7 @@ func (ss *Session) open(ai peer.AddrInfo) error {
 		return errors.New("session closed or peer already connected")
 	}
 	ss.remotes[ai.ID] = r
+	ss.joined++
 	ss.applyHaveMapLocked(r)
 	ss.mu.Unlock()
 	ss.wg.Add(2)
@@ -827,20 +829,17 @@ func (ss *Session) Block(ctx context.Context, c cid.Cid) ([]byte, error) {
 			tried[r.id] = true
 			req = ss.wantLocked(r, c, -1, make(chan []byte, 1))
 		}
+		joined := ss.joined
 		ss.mu.Unlock()
 		if req == nil {
-			if len(tried) > 0 {
-				// Everyone said no: start over once new peers come.
-				clear(tried)
+			// Nobody (left) to ask: everyone is asked again once a peer
+			// joins, or in a second (not at every change: a peer that
+			// answers DONT_HAVE at once would be asked in a busy loop).
+			clear(tried)
+			if err := ss.awaitPeer(ctx, joined); err != nil {
+				return nil, err
 			}
-			select {
-			case <-ss.changed:
-				continue
-			case <-time.After(time.Second):
-				continue
-			case <-ctx.Done():
-				return nil, ss.ctxErr(ctx)
-			}
+			continue
 		}
 		ss.send(r, &Msg{Type: MsgWant, ID: req.id, CID: c})
 		select {
@@ -861,6 +860,28 @@ func (ss *Session) Block(ctx context.Context, c cid.Cid) ([]byte, error) {
 			ss.send(r, &Msg{Type: MsgCancel, ID: req.id})
 		case <-ctx.Done():
 			return nil, ss.ctxErr(ctx)
+		}
+	}
+}
+
+// awaitPeer returns when a remote joins past the count joined, a second
+// passes or ctx ends (then with the reason).
+func (ss *Session) awaitPeer(ctx context.Context, joined uint64) error {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ss.changed:
+			ss.mu.Lock()
+			j := ss.joined
+			ss.mu.Unlock()
+			if j != joined {
+				return nil
+			}
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ss.ctxErr(ctx)
 		}
 	}
 }

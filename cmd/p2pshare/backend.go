@@ -41,10 +41,15 @@ func openBackend(dir string) (b repoBackend, close func(), err error) {
 
 func openRepo(dir string) (*peer.Repo, error) {
 	r, err := peer.Open(dir)
+	return r, repoError(dir, err)
+}
+
+// repoError adds a hint to an error opening the repo in dir.
+func repoError(dir string, err error) error {
 	if errors.Is(err, peer.ErrRepoLocked) {
-		return nil, fmt.Errorf("%w (is a p2pshare get or seed running on %s? stop it or use another --repo)", err, dir)
+		return fmt.Errorf("%w (is a p2pshare get or seed running on %s? stop it or use another --repo)", err, dir)
 	}
-	return r, err
+	return err
 }
 
 // parseCID parses a CID argument; a malformed one is a usage error.
@@ -184,18 +189,26 @@ func swarmKey(c *cli.Context) (pnet.PSK, error) {
 	return psk, nil
 }
 
-// startNode starts a node of this process on r. A failed handshake with
-// the bootstrap peers gets the hint that a swarm key is missing or differs.
-func startNode(ctx context.Context, r *peer.Repo, opts peer.NodeOptions) (*peer.Node, error) {
-	n, err := peer.Start(ctx, r, opts)
+// openAndStartNode opens the repo in dir and starts a node of this
+// process on it, the datastore opening while the host starts
+// (peer.OpenAndStart). Close the node, then its Repo. A locked repo, or a
+// failed handshake with the bootstrap peers, gets a hint: another process
+// uses the repo; a swarm key is missing or differs.
+func openAndStartNode(ctx context.Context, dir string, opts peer.NodeOptions) (*peer.Node, error) {
+	n, err := peer.OpenAndStart(ctx, dir, opts)
+	return n, nodeError(repoError(dir, err))
+}
+
+// nodeError adds a hint to an error starting a node.
+func nodeError(err error) error {
 	var he *peer.HandshakeError
 	switch {
 	case errors.As(err, &he) && he.Private:
-		return nil, fmt.Errorf("%w (does that peer use the same swarm key? check --swarm-key)", err)
+		return fmt.Errorf("%w (does that peer use the same swarm key? check --swarm-key)", err)
 	case errors.As(err, &he):
-		return nil, fmt.Errorf("%w (is this a private swarm? pass --swarm-key)", err)
+		return fmt.Errorf("%w (is this a private swarm? pass --swarm-key)", err)
 	}
-	return n, err
+	return err
 }
 
 // logger is the node's log on stderr, at the level of --log-level, else

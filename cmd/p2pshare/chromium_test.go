@@ -21,10 +21,10 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/time/rate"
 
 	"github.com/p2pshare/p2pshare/peer"
+	"github.com/p2pshare/p2pshare/peer/nodetest"
 	"github.com/p2pshare/p2pshare/peer/peertest"
 )
 
@@ -75,16 +75,7 @@ func gatewayNode(t *testing.T, wrap func(http.Handler) http.Handler) (*peer.Node
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	r, err := openRepo(filepath.Join(t.TempDir(), "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	n, err := startNode(ctx, r, peer.NodeOptions{Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}, Bitswap: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
+	n := nodetest.Start(t, peer.NodeOptions{Bitswap: true})
 	h, err := gatewayHandler(ctx, n)
 	if err != nil {
 		t.Fatal(err)

@@ -86,29 +86,36 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 	gopts.Progress = func(g peer.GetProgress) { m.update(g.BytesDone, g.BytesTotal, g.Peers) }
 	var g getter
 	var node *peer.Node
+	log := opts.NodeOptions.Log
+	peer.Step(log, "get started")
 	if cl, err := peer.Dial(repo); err == nil && !opts.Seed {
 		g = cl
 	} else {
-		r, err := openRepo(repo)
+		id, err := peer.Init(repo)
 		if err != nil {
 			return err
 		}
-		defer r.Close()
 		nopts := opts.NodeOptions
 		nopts.Bootstrap = append([]libp2ppeer.AddrInfo{}, nopts.Bootstrap...)
 		for _, ai := range opts.Peers {
-			if ai.ID != r.ID { // a ticket of this repo's own node
+			if ai.ID != id { // a ticket of this repo's own node
 				nopts.Bootstrap = append(nopts.Bootstrap, ai)
 			}
 		}
-		node, err = startNode(ctx, r, nopts)
+		node, err = openAndStartNode(ctx, repo, nopts)
 		if errors.Is(err, peer.ErrNoBootstrap) && len(opts.Peers) > 0 {
 			return fmt.Errorf("%w (does the node that made the ticket still run, and can this machine reach it?)", err)
 		}
 		if err != nil {
 			return err
 		}
-		defer node.Close()
+		peer.Step(log, "node started")
+		defer func() {
+			node.Close()
+			peer.Step(log, "node closed")
+			node.Repo.Close()
+			peer.Step(log, "repo closed")
+		}()
 		g = node
 	}
 	res, err := g.Get(ctx, opts.Root, gopts)

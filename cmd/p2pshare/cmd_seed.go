@@ -68,15 +68,11 @@ func serveNode(ctx context.Context, repo string, opts peer.NodeOptions, up func(
 	if _, err := peer.Dial(repo); err == nil {
 		return fmt.Errorf("a seed node already runs on %s", repo)
 	}
-	r, err := openRepo(repo)
+	n, err := openAndStartNode(ctx, repo, opts)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-	n, err := startNode(ctx, r, opts)
-	if err != nil {
-		return err
-	}
+	defer n.Repo.Close()
 	defer n.Close()
 	if err := n.ProvideAll(ctx); err != nil {
 		return err
