@@ -98,16 +98,21 @@ func (n *netns) addPeer(capMbit int) (string, string, error) {
 	return ns, ip, err
 }
 
+// newName numbers and names a new namespace, recorded for cleanup.
+func (n *netns) newName() (string, int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.n++
+	ns := fmt.Sprintf("%s-%d", n.prefix, n.n)
+	n.made = append(n.made, ns)
+	return ns, n.n
+}
+
 // addOnBridge makes a namespace joined to the bridge by a veth pair, its
 // end eth0 with the address cidr gives for the namespace's number, and
 // returns its name. capMbit > 0 caps its upload with tc tbf.
 func (n *netns) addOnBridge(cidr func(i int) string, capMbit int) (string, error) {
-	n.mu.Lock()
-	n.n++
-	i := n.n
-	ns := fmt.Sprintf("%s-%d", n.prefix, i)
-	n.made = append(n.made, ns)
-	n.mu.Unlock()
+	ns, i := n.newName()
 	host := fmt.Sprintf("%sh%d", n.prefix, i)
 	peerSide := fmt.Sprintf("%sp%d", n.prefix, i)
 	br := n.bridgeNS()
@@ -170,12 +175,7 @@ func (n *netns) addNAT(wan string, lan int, kind natKind, capMbit int) (string, 
 	if err != nil {
 		return "", "", err
 	}
-	n.mu.Lock()
-	n.n++
-	i := n.n
-	ns := fmt.Sprintf("%s-%d", n.prefix, i)
-	n.made = append(n.made, ns)
-	n.mu.Unlock()
+	ns, i := n.newName()
 	ip := fmt.Sprintf("192.168.%d.2", lan)
 	gw := fmt.Sprintf("192.168.%d.1", lan)
 	rSide, pSide := fmt.Sprintf("%sr%d", n.prefix, i), fmt.Sprintf("%sp%d", n.prefix, i)

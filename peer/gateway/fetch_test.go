@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
 	mrand "math/rand"
 	"net/http"
 	"net/http/httptest"
@@ -78,24 +77,10 @@ func serveFetching(t *testing.T, n *peer.Node, timeout time.Duration) string {
 	return srv.URL
 }
 
-// fetch is get for responses that may be cut off: it returns what
-// arrived, and the read error if any.
+// fetch is peertest.HTTPDo: responses here may be cut off.
 func fetch(t *testing.T, url string, hdr map[string]string) (*http.Response, []byte, error) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp, body, err
+	return peertest.HTTPDo(url, hdr)
 }
 
 // received is what n's downloads received so far: verified block bytes

@@ -65,21 +65,28 @@ func Info(h host.Host) peer.AddrInfo {
 // with its whole body; any error ends the test.
 func HTTPGet(t testing.TB, url string, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	resp, body, err := HTTPDo(url, hdr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// HTTPDo is HTTPGet for responses that may fail or be cut off: it returns
+// what arrived and the error, if any.
+func HTTPDo(url string, hdr map[string]string) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, nil, err
 	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
+	return resp, body, err
 }
