@@ -132,9 +132,7 @@ func TestPutErrorEndsDownload(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("the Put error ended the download only after %v", took)
 	}
-	sess.mu.Lock()
-	banned := sess.banned[s.h.ID()]
-	sess.mu.Unlock()
+	banned := sess.peers.isBanned(s.h.ID())
 	if banned || sess.Stats()[s.h.ID()].Bad {
 		t.Fatal("the peer was blamed for our store's error")
 	}

@@ -66,9 +66,10 @@ func (p *picker) released(i int) {
 func (p *picker) endgame() bool { return p.unasked == 0 && p.left > 0 }
 
 // pick returns the rarest missing leaf that has(i) and that no request is
-// outstanding for, random among equally rare ones. In the endgame it may
-// return a leaf already requested elsewhere (asked(i) false for this peer),
-// least-duplicated first.
+// outstanding for, random among equally rare ones, skipping those asked(i)
+// (asked of this peer already: a request that timed out is kept). In the
+// endgame it may return a leaf already requested elsewhere, least
+// duplicated first.
 func (p *picker) pick(has func(int) bool, asked func(int) bool) (int, bool) {
 	n := len(p.need)
 	if n == 0 || p.left == 0 {
@@ -92,7 +93,7 @@ func (p *picker) pick(has func(int) bool, asked func(int) bool) (int, bool) {
 			}
 			continue
 		}
-		if p.inflight[i] > 0 {
+		if p.inflight[i] > 0 || asked(i) {
 			continue
 		}
 		if best < 0 || p.avail[i] < bestAvail {

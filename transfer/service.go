@@ -215,6 +215,20 @@ func (s *Service) index(ctx context.Context, root cid.Cid) (*leafIndex, error) {
 	return li, nil
 }
 
+// adoptIndex returns the root's leaf index, made from leaves unless the
+// service has one already (from Manifests, for a root it serves too): one
+// index per root, which sessions, the server and super-seeding share.
+func (s *Service) adoptIndex(root cid.Cid, leaves []cid.Cid) *leafIndex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	li := s.manifest[root]
+	if li == nil {
+		li = newLeafIndex(leaves)
+		s.manifest[root] = li
+	}
+	return li
+}
+
 // dropIndex forgets a root's cached index once nobody uses it.
 func (s *Service) dropIndexLocked(root cid.Cid) {
 	if len(s.subs[root]) == 0 && len(s.sessions[root]) == 0 {
@@ -375,7 +389,7 @@ func (s *Service) handle(st network.Stream) {
 	sendHaves(converted)
 	// A remote fetching the same root may hold leaves we lack.
 	for _, sess := range sessions {
-		sess.addCandidate(peer.AddrInfo{ID: ss.remote})
+		sess.peers.offer(peer.AddrInfo{ID: ss.remote})
 	}
 
 	bw := bufio.NewWriterSize(st, 64<<10)

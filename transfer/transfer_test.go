@@ -225,12 +225,12 @@ func TestCorruptSeederDropped(t *testing.T) {
 	}
 	// Offered again, and back on its own as a downloader of the root: its
 	// stream to d makes d's server offer it to the session.
-	sess.addCandidate(peertest.Info(bad.h))
+	sess.peers.offer(peertest.Info(bad.h))
 	back := bad.svc.NewSession(root, listProviders{peertest.Info(d.h)})
 	defer back.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	back.start()
+	back.peers.start()
 	for back.Peers() == 0 { // d's server has answered it, so offered it
 		select {
 		case <-ctx.Done():
@@ -238,9 +238,10 @@ func TestCorruptSeederDropped(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	sess.mu.Lock()
-	banned, connected, dialing := sess.banned[bad.h.ID()], sess.remotes[bad.h.ID()] != nil, sess.dialing[bad.h.ID()]
-	sess.mu.Unlock()
+	sess.peers.mu.Lock()
+	banned, dialing := sess.peers.banned[bad.h.ID()], sess.peers.dialing[bad.h.ID()]
+	sess.peers.mu.Unlock()
+	connected := sess.has(bad.h.ID())
 	if !banned || connected || dialing {
 		t.Errorf("bad peer banned=%v connected=%v dialing=%v", banned, connected, dialing)
 	}
