@@ -92,11 +92,21 @@
 // missing leaf requested) the last leaves asked of up to 3 peers when
 // their request is overdue (at its peer's rate, behind the requests ahead
 // of it) or slower than the new peer should be, the duplicates cancelled
-// when one arrives.
+// when one arrives. Near the end, once half the missing leaves would fit
+// in the windows, each peer may hold only its share (by measured rate) of
+// half the missing leaves, at least 4: the rest wait for whichever link
+// frees up first, so the links finish together instead of the last
+// leaves queueing behind one of them.
 // A request is not moved to a peer that announces the leaf later: a server
 // hands a block to the transport as soon as it reaches it in the queue,
 // so on a slow link a CANCEL mostly arrives after the block has left and
 // the leaf would cross the network twice.
+//
+// The code follows the same lines: a pure scheduler (scheduler.go: events
+// in, requests out, no I/O or clock), one remote per stream that owns its
+// reader and writer (remote.go), a peer source that finds and dials peers
+// (peers.go), and the Session that joins them and verifies and stores
+// what arrives (session.go).
 //
 // A server serves each stream's queue least-uploaded block first. A node
 // that holds every leaf of a root super-seeds it once two remotes fetch
