@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	testnet [flags] demo|scale|slowseed|flashcrowd|churn|dht|whole|bench|nat
+//	testnet [flags] demo|scale|slowseed|flashcrowd|churn|dht|whole|memory|bench|nat
 //
 // In netns mode (root) every peer runs in a network namespace of its own,
 // joined by a bridge, its upload capped by tc tbf; in loopback mode (any
@@ -69,7 +69,7 @@ func main() {
 		fixed   = flag.Bool("fixed", false, "whole: only the fixed cost (fresh get of 1 MiB beside a fresh raw receiver), not the large transfers")
 	)
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: testnet [flags] demo|scale|slowseed|flashcrowd|churn|dht|whole|bench|nat\n")
+		fmt.Fprintf(os.Stderr, "usage: testnet [flags] demo|scale|slowseed|flashcrowd|churn|dht|whole|memory|bench|nat\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()

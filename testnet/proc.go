@@ -213,6 +213,9 @@ type getResult struct {
 	ExitCode int               `json:"exit_code,omitempty"` // a failed get's
 	Progress []point           `json:"progress"`
 	Err      string            `json:"error,omitempty"`
+	// Proc is the get process's whole life, from outside: start to exit
+	// (with --seed, until it was stopped), CPU and peak RSS.
+	Proc proc `json:"process"`
 }
 
 // get runs `p2pshare --json get` for p, recording progress. finished (if
@@ -241,6 +244,7 @@ func (r *runner) get(ctx context.Context, p *peerNode, root, out string, boot []
 	}
 	defer logf.Close()
 	c.Stderr = logf
+	t0 := time.Now()
 	if err := c.Start(); err != nil {
 		return nil, err
 	}
@@ -301,6 +305,7 @@ func (r *runner) get(ctx context.Context, p *peerNode, root, out string, boot []
 		}
 	}
 	err = c.Wait()
+	res.Proc = procOf(c, time.Since(t0))
 	if !sawSummary {
 		if res.Err == "" {
 			res.Err = fmt.Sprintf("get exited: %v", err)

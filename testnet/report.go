@@ -53,9 +53,13 @@ func (t table) print() {
 func (r *runner) write(scenario string, cfg config, data any, series []*getResult) {
 	doc := map[string]any{"scenario": scenario, "mode": r.mode, "cap_mbit": cfg.capMbit, "results": data}
 	b, _ := json.MarshalIndent(doc, "", "  ")
+	// results.json is the last scenario's (the one run, unless bench);
+	// each scenario also keeps its own, which bench's several need.
 	os.WriteFile(filepath.Join(r.out, "results.json"), b, 0o644)
+	os.WriteFile(filepath.Join(r.out, scenario+".json"), b, 0o644)
 	if len(series) > 0 {
 		os.WriteFile(filepath.Join(r.out, "progress.svg"), []byte(svgProgress(scenario, series)), 0o644)
+		os.WriteFile(filepath.Join(r.out, scenario+"-progress.svg"), []byte(svgProgress(scenario, series)), 0o644)
 	}
 }
 

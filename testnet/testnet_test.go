@@ -125,3 +125,47 @@ func TestTinyWhole(t *testing.T) {
 		t.Errorf("fixed cost: get %v ms, raw %v ms", w.SmallGetMs, w.SmallRawMs)
 	}
 }
+
+// TestTailRatio: the tail measure of bench, from synthetic progress.
+func TestTailRatio(t *testing.T) {
+	even := []point{{0, 0}, {1, 0}, {2, 10}, {3, 20}, {4, 30}, {5, 40}, {6, 50}, {7, 60}, {8, 70}, {9, 80}, {10, 90}, {11, 100}}
+	slowEnd := []point{{0, 0}, {1, 0}, {10, 90}, {13, 100}} // 90 in 9 s, the last 10 in 3 s
+	cases := []struct {
+		name string
+		ps   []point
+		want float64
+	}{
+		{"a steady download", even, 1},
+		{"the last 10 % three times slower", slowEnd, 1.0 / 3},
+		{"too short to say", []point{{0, 100}}, 0},
+	}
+	for _, c := range cases {
+		if got := tailRatio(c.ps); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("%s: tail ratio %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestTinyMemory runs the memory scenario with a few MiB: real processes,
+// peak RSS read from their rusage.
+func TestTinyMemory(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := newRunner(ctx, "", t.TempDir(), "loopback", "memory", 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.cleanup()
+	m, err := r.memory(ctx, config{quick: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Go process holding a libp2p host takes more than 10 MiB, and a
+	// 4 MiB transfer far less than a GiB: a zero or absurd reading means
+	// rusage was not read.
+	for name, v := range map[string]float64{"get": m.GetMiB, "seed": m.SeedMiB, "largest concurrent get": m.GetsMaxMiB} {
+		if v < 10 || v > 1024 {
+			t.Errorf("%s peak RSS %.1f MiB", name, v)
+		}
+	}
+}

@@ -16,14 +16,16 @@ import (
 // proc is what one whole process cost, measured from outside: wall time
 // from start to exit, and CPU seconds (user + system) from its rusage.
 type proc struct {
-	Wall float64 `json:"wall_s"`
-	CPU  float64 `json:"cpu_s"`
+	Wall   float64 `json:"wall_s"`
+	CPU    float64 `json:"cpu_s"`
+	RSSMiB float64 `json:"peak_rss_mib"` // peak resident set (ru_maxrss)
 }
 
 func procOf(c *exec.Cmd, wall time.Duration) proc {
 	p := proc{Wall: wall.Seconds()}
 	if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		p.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+		p.RSSMiB = float64(ru.Maxrss) / 1024 // KiB on Linux
 	}
 	return p
 }
