@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
 
 // MDNSService is the DNS-SD service name under which p2pshare nodes find
@@ -16,6 +17,10 @@ const MDNSService = "_p2pshare._udp"
 
 // lanDialTimeout bounds a dial to a peer found by mDNS.
 const lanDialTimeout = 10 * time.Second
+
+// lanRetries are the waits before each attempt to connect to a peer found
+// by mDNS: three attempts over about 6 s.
+var lanRetries = []time.Duration{0, time.Second, 5 * time.Second}
 
 // startMDNS advertises the node on the local network and connects to the
 // p2pshare peers found there. Once connected, a peer that speaks our DHT
@@ -55,11 +60,29 @@ func (l lanNotifee) HandlePeerFound(ai libp2ppeer.AddrInfo) {
 	n.wg.Add(1)
 	n.mu.Unlock()
 	defer n.wg.Done()
-	ctx, cancel := context.WithTimeout(n.life, lanDialTimeout)
-	defer cancel()
-	if err := n.Host.Connect(ctx, ai); err != nil {
-		n.log.Debug("mDNS: connecting to LAN peer", "peer", ai.ID, "err", err)
-		return
+	// mDNS reports a peer once per record lifetime (zeroconf caches what
+	// it has handed out), so a dial that fails now, to a peer still
+	// starting or on a busy machine, is tried again here.
+	var err error
+	for i, wait := range lanRetries {
+		if i > 0 {
+			select {
+			case <-n.life.Done():
+				return
+			case <-time.After(wait):
+			}
+			if sw, ok := n.Host.Network().(*swarm.Swarm); ok {
+				sw.Backoff().Clear(ai.ID) // a fresh attempt, not the backoff's answer
+			}
+		}
+		ctx, cancel := context.WithTimeout(n.life, lanDialTimeout)
+		err = n.Host.Connect(ctx, ai)
+		cancel()
+		if err == nil {
+			n.log.Info("mDNS: connected to LAN peer", "peer", ai.ID)
+			return
+		}
+		n.log.Debug("mDNS: connecting to LAN peer", "peer", ai.ID, "attempt", i+1, "err", err)
 	}
-	n.log.Info("mDNS: connected to LAN peer", "peer", ai.ID)
+	n.log.Info("mDNS: LAN peer unreachable", "peer", ai.ID, "err", err)
 }

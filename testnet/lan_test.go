@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,6 +27,7 @@ func TestLANDiscovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.cleanup)
+	t.Setenv("P2PSHARE_LOG_LEVEL", "debug") // for logTail, should it fail
 	r.mdns = true
 	seedPeer, err := r.newPeer("seed", 0)
 	if err != nil {
@@ -61,6 +63,7 @@ func TestLANDiscovery(t *testing.T) {
 	start := time.Now()
 	res, err := r.get(ctx, dl, root, got, nil, false, nil, nil) // no bootstrap
 	if err != nil {
+		logTail(t, filepath.Join(out, "logs", "dl-get.log"), filepath.Join(out, "logs", "seed-seed.log"))
 		t.Fatalf("get with no bootstrap on the LAN: %v", err)
 	}
 	if fileSHA(got) != sum || res.Bytes != 3<<20 {
@@ -74,5 +77,19 @@ func TestLANDiscovery(t *testing.T) {
 	raw, err := r.run(seedPeer, "--json", "status")
 	if err != nil || json.Unmarshal([]byte(raw), &st) != nil || st.RoutingTable < 1 {
 		t.Fatalf("seed status %q (%v): want the downloader in its routing table", raw, err)
+	}
+}
+
+// logTail logs the last lines of each named log, for a failure's reader.
+func logTail(t *testing.T, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Logf("%s: %v", p, err)
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		t.Logf("last lines of %s:\n%s", filepath.Base(p), strings.Join(lines[max(0, len(lines)-40):], "\n"))
 	}
 }
