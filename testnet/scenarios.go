@@ -380,22 +380,27 @@ func (r *runner) flashcrowd(ctx context.Context, cfg config) (*crowdResult, erro
 	F := float64(size)
 	lb, cs := crowdBounds(F, capBytes, capBytes, n)
 	fmt.Printf("flashcrowd: 1 seeder + %d downloaders starting together, %d MiB, every upload capped at %d Mbit/s\n", n, size/mib, cfg.capMbit)
-	seed, err := r.newPeer("seed", cfg.capMbit)
+	// Names (and so repos, and the seed's repo lock) are the crowd's own:
+	// bench runs two crowds in one testnet.
+	tag := fmt.Sprintf("c%d", n)
+	seed, err := r.newPeer(tag+"-seed", cfg.capMbit)
 	if err != nil {
 		return nil, err
 	}
+	defer r.stopSeed(seed, false)
 	var dls []*peerNode
 	for i := range n {
-		p, err := r.newPeer(fmt.Sprintf("d%d", i), cfg.capMbit)
+		p, err := r.newPeer(fmt.Sprintf("%s-d%d", tag, i), cfg.capMbit)
 		if err != nil {
 			return nil, err
 		}
 		dls = append(dls, p)
 	}
-	path, sum, err := r.makeFile("crowd.bin", size)
+	path, sum, err := r.makeFile(tag+".bin", size)
 	if err != nil {
 		return nil, err
 	}
+	defer os.Remove(path)
 	root, err := r.seedFile(ctx, []*peerNode{seed}, path)
 	if err != nil {
 		return nil, err
