@@ -81,7 +81,7 @@ func TestFloodWithoutReading(t *testing.T) {
 		var held, pending int
 		found := false
 		s.svc.mu.Lock()
-		for ss := range s.svc.subs[root] {
+		for ss := range s.svc.crowds[root].remotes {
 			ss.mu.Lock()
 			_, found = ss.wants.byID[marker]
 			held, pending = len(ss.wants.order), len(ss.haves.bits)

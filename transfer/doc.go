@@ -106,7 +106,10 @@
 // in, requests out, no I/O or clock), one remote per stream that owns its
 // reader and writer (remote.go), a peer source that finds and dials peers
 // (peers.go), and the Session that joins them and verifies and stores
-// what arrives (session.go).
+// what arrives (session.go). Serving: the Service and its one leaf index
+// per root (service.go), one serverStream per inbound stream with its
+// reader and writer (server.go), and each root's crowd of remotes with
+// the pure super-seeding decisions (superseed.go).
 //
 // A server serves each stream's queue least-uploaded block first. A node
 // that holds every leaf of a root super-seeds it once two remotes fetch

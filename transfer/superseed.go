@@ -3,9 +3,6 @@ package transfer
 import (
 	"math/rand/v2"
 	"slices"
-	"time"
-
-	"github.com/ipfs/go-cid"
 )
 
 // Super-seeding (BitTorrent's answer to the same problem): a node that holds
@@ -17,312 +14,292 @@ import (
 // upload, the crowd's bottleneck, would carry copies the crowd could trade
 // among itself. Downloaders need nothing special: the seed simply looks
 // like a peer that gains leaves as it goes.
-const (
-	// revealAhead is how many leaves a remote is shown beyond those it has
-	// asked for: every WANT shows one more, so a remote can always fill
-	// its window.
-	revealAhead = 4
-	// revealIdle is how long a super-seeded remote may ask for nothing
-	// before the leaves it was shown and did not ask for are shown to
-	// others (it gets them elsewhere, or it stalled), and, if no remote of
-	// the root is asking for anything either, it is shown everything.
-	revealIdle = 500 * time.Millisecond
-)
 
-// superSeed is a root's state while this node super-seeds it.
-type superSeed struct {
-	order  []int  // leaf indexes in random order
-	next   int    // order[next:] are to be shown, to no one yet
-	pooled []bool // by leaf index: in order[next:]
-	sent   []bool // by leaf index: uploaded at least once
-	unsent int    // leaves never uploaded; super-seeding ends at 0
+// crowd is the remotes fetching one root from this node and, while this
+// node super-seeds the root, which leaves each was shown and which were
+// uploaded. Its methods are pure (no locks, no I/O, no clock) and name
+// leaves by index, -1 for a block that is not a leaf: the Service owns
+// one crowd per root with remotes, under its mutex, and sends the HAVEs
+// and wake-ups they return.
+type crowd struct {
+	remotes map[*serverStream]*remoteView
+	seeding bool   // super-seeding began (it has ended once unsent is 0)
+	order   []int  // leaf indexes in random order
+	next    int    // order[next:] are to be shown, to no one yet
+	pooled  []bool // by leaf index: in order[next:]
+	sent    []bool // by leaf index: uploaded at least once
+	unsent  int    // leaves never uploaded; super-seeding ends at 0
 }
 
-// startRevealLocked decides what a new stream for root is shown first. If
-// this node holds all n leaves, other remotes are fetching root from it,
-// and it has not uploaded each leaf once, ss is super-seeded: the returned
-// have-map bits are the leaves shown to it. Otherwise it returns nil and
-// ss is shown everything. ss must be subscribed already. When ss starts
-// super-seeding, a remote that was shown everything while it was alone is
-// super-seeded from then on too: the returned HAVEs show it a few leaves.
-func (s *Service) startRevealLocked(ss *serverStream, root cid.Cid, n int) (bitfield, map[*serverStream][]uint64) {
-	if len(s.subs[root]) < 2 {
+// remoteView is what one remote of a crowd was shown and sent.
+type remoteView struct {
+	shown   bitfield // while it is super-seeded, the leaves shown to it; nil: all
+	stalled bool     // its unrequested leaves were shown to others
+	got     bitfield // leaves uploaded to it
+}
+
+func newCrowd() *crowd { return &crowd{remotes: map[*serverStream]*remoteView{}} }
+
+// join adds remote r, shown everything until start says otherwise.
+func (c *crowd) join(r *serverStream) { c.remotes[r] = &remoteView{} }
+
+// leave removes r. The leaves it was shown and nobody was sent go back to
+// be shown to others; the remotes returned are to be woken, so that an
+// idle writer feeds its remote from them.
+func (c *crowd) leave(r *serverStream) []*serverStream {
+	var wake []*serverStream
+	if v := c.remotes[r]; v != nil && v.shown != nil && c.reclaim(v) > 0 {
+		wake = c.others(r)
+	}
+	delete(c.remotes, r)
+	return wake
+}
+
+// start decides what remote r, joined already, is shown first of a root
+// this node holds all n leaves of. If other remotes are fetching it too
+// and not every leaf was uploaded once, r is super-seeded: the returned
+// have-map bits are the leaves shown to it. Otherwise start returns nil
+// and r is shown everything. When super-seeding begins, a remote that was
+// shown everything while it was alone is super-seeded from then on too:
+// the returned HAVEs, by remote, show it a few leaves.
+func (c *crowd) start(r *serverStream, n int) (bitfield, map[*serverStream][]uint64) {
+	v := c.remotes[r]
+	if v == nil || len(c.remotes) < 2 {
 		return nil, nil // a lone remote: nothing to share out
 	}
 	var out map[*serverStream][]uint64
-	sp := s.seeding[root]
-	if sp == nil {
-		sp = s.newSuperSeedLocked(root, n)
-		s.seeding[root] = sp
-		if sp.unsent > 0 {
+	if !c.seeding {
+		c.begin(n)
+		if c.unsent > 0 {
 			out = map[*serverStream][]uint64{}
-			for o := range s.subs[root] {
-				if o != ss && o.shown == nil {
-					o.shown = newBitfield(n)
-					out[o] = s.revealLocked(o, revealAhead)
+			for o, ov := range c.remotes {
+				if o != r && ov.shown == nil {
+					ov.shown = newBitfield(n)
+					out[o] = c.reveal(ov, revealAhead)
 				}
 			}
 		}
 	}
-	if sp.unsent == 0 {
+	if c.unsent == 0 {
 		return nil, out
 	}
-	ss.shown = newBitfield(n)
-	s.revealLocked(ss, revealAhead) // in the have-map, not as HAVEs
-	return slices.Clone(ss.shown), out
+	v.shown = newBitfield(n)
+	c.reveal(v, revealAhead) // in the have-map, not as HAVEs
+	return slices.Clone(v.shown), out
 }
 
-// newSuperSeedLocked starts super-seeding root's n leaves: those uploaded
-// already to a remote still here are not shown, the rest in random order.
-func (s *Service) newSuperSeedLocked(root cid.Cid, n int) *superSeed {
-	sp := &superSeed{pooled: make([]bool, n), sent: make([]bool, n)}
-	for o := range s.subs[root] {
-		for i := range o.got.all() {
+// begin starts super-seeding n leaves: those uploaded already to a remote
+// still here are not shown, the rest in random order.
+func (c *crowd) begin(n int) {
+	c.seeding = true
+	c.pooled, c.sent = make([]bool, n), make([]bool, n)
+	for _, v := range c.remotes {
+		for i := range v.got.all() {
 			if i < n {
-				sp.sent[i] = true
+				c.sent[i] = true
 			}
 		}
 	}
 	for _, i := range rand.Perm(n) {
-		if sp.sent[i] {
+		if c.sent[i] {
 			continue
 		}
-		sp.order = append(sp.order, i)
-		sp.pooled[i] = true
-		sp.unsent++
+		c.order = append(c.order, i)
+		c.pooled[i] = true
+		c.unsent++
 	}
-	return sp
 }
 
-// servesLocked reports whether ss may be sent leaf c now. While root is
-// super-seeded, a super-seeded remote gets the leaves it was shown and
-// those shown to nobody yet; the others are kept for the remotes they were
-// shown to, or come from the crowd. The refusal (DONT_HAVE) is undone by
-// the HAVEs that end super-seeding.
-func (s *Service) servesLocked(ss *serverStream, c cid.Cid) bool {
-	sp, li := s.seeding[ss.root], s.manifest[ss.root]
-	if ss.shown == nil || sp == nil || li == nil {
+// superSeeded reports whether r is still shown leaves a few at a time.
+func (c *crowd) superSeeded(r *serverStream) bool {
+	v := c.remotes[r]
+	return v != nil && v.shown != nil
+}
+
+// serves reports whether r may be sent leaf i now. A super-seeded remote
+// gets the leaves it was shown and those shown to nobody yet; the others
+// are kept for the remotes they were shown to, or come from the crowd.
+// The refusal (DONT_HAVE) is undone by the HAVEs that end super-seeding.
+func (c *crowd) serves(r *serverStream, i int) bool {
+	v := c.remotes[r]
+	if v == nil || v.shown == nil || i < 0 || i >= len(c.pooled) {
 		return true
 	}
-	i, ok := li.pos[c]
-	return !ok || ss.shown.has(i) || sp.pooled[i]
+	return v.shown.has(i) || c.pooled[i]
 }
 
-// revealLocked shows super-seeded stream ss up to k more leaves nobody was
-// shown and returns the HAVEs to send.
-func (s *Service) revealLocked(ss *serverStream, k int) []uint64 {
-	sp := s.seeding[ss.root]
-	if ss.shown == nil || sp == nil {
+// reveal shows v up to k more leaves nobody was shown and returns them.
+func (c *crowd) reveal(v *remoteView, k int) []uint64 {
+	if v.shown == nil || !c.seeding {
 		return nil
 	}
 	var idx []uint64
-	for ; k > 0 && sp.next < len(sp.order); sp.next++ {
-		i := sp.order[sp.next]
-		if !sp.pooled[i] {
+	for ; k > 0 && c.next < len(c.order); c.next++ {
+		i := c.order[c.next]
+		if !c.pooled[i] {
 			continue // sent from the pool
 		}
 		k--
-		sp.pooled[i] = false
-		ss.shown.set(i)
+		c.pooled[i] = false
+		v.shown.set(i)
 		idx = append(idx, uint64(i))
 	}
 	return idx
 }
 
-// showAllLocked ends super-seeding for ss: it returns HAVEs for every
-// leaf ss was not shown.
-func (s *Service) showAllLocked(ss *serverStream) []uint64 {
+// showAll ends super-seeding for v: it returns every leaf v was not shown.
+func (c *crowd) showAll(v *remoteView) []uint64 {
 	var idx []uint64
-	if sp := s.seeding[ss.root]; sp != nil {
-		for i := range len(sp.sent) {
-			if !ss.shown.has(i) {
-				idx = append(idx, uint64(i))
-			}
+	for i := range len(c.sent) {
+		if !v.shown.has(i) {
+			idx = append(idx, uint64(i))
 		}
 	}
-	ss.shown = nil
+	v.shown = nil
 	return idx
 }
 
-// sentLocked records that leaf c of ss's root was uploaded. When that was
-// the last leaf never uploaded, super-seeding ends: every super-seeded
-// stream of the root is shown the rest, returned as HAVEs by stream.
-func (s *Service) sentLocked(ss *serverStream, c cid.Cid) map[*serverStream][]uint64 {
-	sp, li := s.seeding[ss.root], s.manifest[ss.root]
-	if li == nil {
+// uploaded records that leaf i of the root's n was sent to r. When that
+// was the last leaf never uploaded, super-seeding ends: every
+// super-seeded remote is shown the rest, returned as HAVEs by remote.
+func (c *crowd) uploaded(r *serverStream, i, n int) map[*serverStream][]uint64 {
+	v := c.remotes[r]
+	if v == nil || i < 0 || i >= n {
 		return nil
 	}
-	i, ok := li.pos[c]
-	if !ok {
+	if v.got == nil {
+		v.got = newBitfield(n)
+	}
+	v.got.set(i)
+	if !c.seeding || c.unsent == 0 || i >= len(c.sent) || c.sent[i] {
 		return nil
 	}
-	if ss.got == nil {
-		ss.got = newBitfield(len(li.leaves))
-	}
-	ss.got.set(i)
-	if sp == nil || sp.unsent == 0 || i >= len(sp.sent) || sp.sent[i] {
-		return nil
-	}
-	sp.sent[i] = true
-	sp.pooled[i] = false
-	if sp.unsent--; sp.unsent > 0 {
+	c.sent[i] = true
+	c.pooled[i] = false
+	if c.unsent--; c.unsent > 0 {
 		return nil
 	}
 	out := map[*serverStream][]uint64{}
-	for o := range s.subs[ss.root] {
-		if o.shown != nil {
-			out[o] = s.showAllLocked(o)
+	for o, ov := range c.remotes {
+		if ov.shown != nil {
+			out[o] = c.showAll(ov)
 		}
 	}
 	return out
 }
 
-// wanted handles a WANT for c: a super-seeded remote asking for a leaf it
-// may have is shown one more, so it always has a few to ask for. A WANT
-// that will be refused shows nothing, or a remote that once saw
-// everything would be shown leaves faster than it can take them.
-func (ss *serverStream) wanted(c cid.Cid) {
-	s := ss.svc
-	s.mu.Lock()
-	var idx []uint64
-	if ss.shown != nil && s.servesLocked(ss, c) {
-		ss.stalled = false
-		idx = s.revealLocked(ss, 1)
+// wanted handles r's WANT for leaf i: a super-seeded remote asking for a
+// leaf it may have is shown one more, returned, so it always has a few to
+// ask for. A WANT that will be refused shows nothing, or a remote that
+// once saw everything would be shown leaves faster than it can take them.
+func (c *crowd) wanted(r *serverStream, i int) []uint64 {
+	v := c.remotes[r]
+	if v == nil || v.shown == nil || !c.serves(r, i) {
+		return nil
 	}
-	s.mu.Unlock()
-	ss.sendHaves(idx)
+	v.stalled = false
+	return c.reveal(v, 1)
 }
 
-// feed shows a super-seeded remote that has nothing left to ask for a few
-// more leaves: new ones while there are, then, once every leaf was shown,
-// half of those shown to another remote and not sent yet (see
-// stealLocked; that remote gets them from the crowd). A stalled remote is
-// not fed (see idle).
-func (ss *serverStream) feed() {
-	s := ss.svc
-	s.mu.Lock()
-	var idx []uint64
-	if sp := s.seeding[ss.root]; ss.shown != nil && sp != nil && !ss.stalled && len(s.unsentShownLocked(ss, sp)) == 0 {
-		if idx = s.revealLocked(ss, revealAhead); len(idx) == 0 {
-			idx = s.stealLocked(ss, sp)
-		}
+// feed returns leaves to show a super-seeded remote that has nothing left
+// to ask for: new ones while there are, then, once every leaf was shown,
+// half of those shown to another remote and not sent yet (see steal;
+// that remote gets them from the crowd). A stalled remote is not fed
+// (see idle).
+func (c *crowd) feed(r *serverStream) []uint64 {
+	v := c.remotes[r]
+	if v == nil || v.shown == nil || v.stalled || len(c.unsentShown(v)) > 0 {
+		return nil
 	}
-	s.mu.Unlock()
-	ss.sendHaves(idx)
+	if idx := c.reveal(v, revealAhead); len(idx) > 0 {
+		return idx
+	}
+	return c.steal(r, v)
 }
 
-// stealLocked moves to ss half the leaves shown to another remote that
+// steal moves to v (r's) half the leaves shown to another remote that
 // nobody was sent, from the remote with the most (at least 2: one is
-// likely on its way), and returns them as HAVEs. Those the other remote
-// asked for already are refused when its turn comes: the last leaves go
-// out over several connections at once instead of queued on one.
-func (s *Service) stealLocked(ss *serverStream, sp *superSeed) []uint64 {
-	var from *serverStream
+// likely on its way), and returns them. Those the other remote asked for
+// already are refused when its turn comes: the last leaves go out over
+// several connections at once instead of queued on one.
+func (c *crowd) steal(r *serverStream, v *remoteView) []uint64 {
+	var from *remoteView
 	var spare []int
-	for o := range s.subs[ss.root] {
-		if o == ss || o.shown == nil {
+	for o, ov := range c.remotes {
+		if o == r || ov.shown == nil {
 			continue
 		}
-		cand := s.unsentShownLocked(o, sp)
+		cand := c.unsentShown(ov)
 		if len(cand) >= 2 && len(cand) > len(spare) {
-			from, spare = o, cand
+			from, spare = ov, cand
 		}
 	}
 	var idx []uint64
 	for _, i := range spare[:(len(spare)+1)/2] {
 		from.shown.unset(i)
-		ss.shown.set(i)
+		v.shown.set(i)
 		idx = append(idx, uint64(i))
 	}
 	return idx
 }
 
-// unsentShownLocked returns the leaves shown to ss that nobody was sent.
-func (s *Service) unsentShownLocked(ss *serverStream, sp *superSeed) []int {
+// unsentShown returns the leaves shown to v that nobody was sent.
+func (c *crowd) unsentShown(v *remoteView) []int {
 	var out []int
-	for i := range ss.shown.all() {
-		if !sp.sent[i] {
+	for i := range v.shown.all() {
+		if !c.sent[i] {
 			out = append(out, i)
 		}
 	}
 	return out
 }
 
-// idle handles a super-seeded remote that asked for nothing for
-// revealIdle. The leaves it was shown and nobody was sent go back to be
-// shown to others (a WANT it still sends for them is refused): it gets
+// idle handles a super-seeded remote r that asked for nothing for
+// revealIdle; busy says whether another remote of the root was being
+// served meanwhile. The leaves r was shown and nobody was sent go back to
+// be shown to others (a WANT it still sends for them is refused): it gets
 // them elsewhere, or it stalled, and it is fed no more until it asks for
-// something. It is shown everything only once no remote of the root is
-// being served either: while others are, this node's upload carries
-// leaves uploaded to nobody yet, and the idle remote gets the rest from
-// the crowd.
-func (ss *serverStream) idle(now time.Time) {
-	s := ss.svc
-	s.mu.Lock()
-	var idx []uint64
-	if sp := s.seeding[ss.root]; ss.shown != nil && sp != nil {
-		if s.reclaimLocked(ss, sp) > 0 {
-			ss.stalled = true
-		}
-		busy := false
-		for o := range s.subs[ss.root] {
-			busy = busy || (o != ss && o.servedSince(now.Add(-revealIdle)))
-		}
-		if !busy {
-			idx = s.showAllLocked(ss)
-		}
+// something. It is shown everything (the HAVEs returned) only if no other
+// remote is busy: while others are, this node's upload carries leaves
+// uploaded to nobody yet, and r gets the rest from the crowd. The remotes
+// returned are to be woken, to be fed the leaves given back.
+func (c *crowd) idle(r *serverStream, busy bool) (haves []uint64, wake []*serverStream) {
+	v := c.remotes[r]
+	if v == nil || v.shown == nil {
+		return nil, nil
 	}
-	s.mu.Unlock()
-	ss.sendHaves(idx)
+	if c.reclaim(v) > 0 {
+		v.stalled = true
+		wake = c.others(r)
+	}
+	if !busy {
+		haves = c.showAll(v)
+	}
+	return haves, wake
 }
 
-// reclaimLocked puts the leaves shown to ss that nobody was sent back in
-// the pool, wakes the other remotes' writers to be fed from it, and
-// returns how many there were.
-func (s *Service) reclaimLocked(ss *serverStream, sp *superSeed) int {
+// reclaim puts the leaves shown to v that nobody was sent back in the
+// pool and returns how many there were.
+func (c *crowd) reclaim(v *remoteView) int {
 	var back []int
-	for _, i := range s.unsentShownLocked(ss, sp) {
-		ss.shown.unset(i)
-		if !sp.pooled[i] {
-			sp.pooled[i] = true
+	for _, i := range c.unsentShown(v) {
+		v.shown.unset(i)
+		if !c.pooled[i] {
+			c.pooled[i] = true
 			back = append(back, i)
 		}
 	}
-	sp.order, sp.next = append(sp.order[sp.next:], back...), 0
-	if len(back) > 0 {
-		for o := range s.subs[ss.root] {
-			if o != ss {
-				o.signal() // an idle writer feeds its remote from the pool
-			}
-		}
-	}
+	c.order, c.next = append(c.order[c.next:], back...), 0
 	return len(back)
 }
 
-// leaveLocked unsubscribes ss: the leaves it was shown and nobody was sent
-// go to the others.
-func (s *Service) leaveLocked(ss *serverStream) {
-	if sp := s.seeding[ss.root]; ss.shown != nil && sp != nil {
-		s.reclaimLocked(ss, sp)
+// others returns the remotes other than r.
+func (c *crowd) others(r *serverStream) []*serverStream {
+	var out []*serverStream
+	for o := range c.remotes {
+		if o != r {
+			out = append(out, o)
+		}
 	}
-	delete(s.subs[ss.root], ss)
-	s.dropIndexLocked(ss.root)
-}
-
-// servedSince reports whether a block was on its way to ss at or after t.
-func (ss *serverStream) servedSince(t time.Time) bool {
-	return ss.busyAt.Load() >= t.UnixNano()
-}
-
-// superSeeded reports whether ss is still shown leaves a few at a time.
-func (ss *serverStream) superSeeded() bool {
-	ss.svc.mu.Lock()
-	defer ss.svc.mu.Unlock()
-	return ss.shown != nil
-}
-
-func sendHaves(out map[*serverStream][]uint64) {
-	for o, idx := range out {
-		o.sendHaves(idx)
-	}
+	return out
 }

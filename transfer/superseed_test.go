@@ -22,8 +22,8 @@ type fakeSeed struct {
 
 func newFakeSeed(t *testing.T, n int) *fakeSeed {
 	root, leaves, _ := content(t, n, 8)
-	svc := &Service{sent: map[cid.Cid]uint32{}, subs: map[cid.Cid]map[*serverStream]struct{}{},
-		manifest: map[cid.Cid]*leafIndex{root: newLeafIndex(leaves)}, seeding: map[cid.Cid]*superSeed{}}
+	svc := &Service{sent: map[cid.Cid]uint32{}, crowds: map[cid.Cid]*crowd{},
+		manifest: map[cid.Cid]*leafIndex{root: newLeafIndex(leaves)}}
 	return &fakeSeed{svc, root, leaves}
 }
 
@@ -33,11 +33,9 @@ func (f *fakeSeed) join() (*serverStream, []int) {
 	ss := &serverStream{svc: f.svc, root: f.root, wake: make(chan struct{}, 1)}
 	f.svc.mu.Lock()
 	defer f.svc.mu.Unlock()
-	if f.svc.subs[f.root] == nil {
-		f.svc.subs[f.root] = map[*serverStream]struct{}{}
-	}
-	f.svc.subs[f.root][ss] = struct{}{}
-	bits, out := f.svc.startRevealLocked(ss, f.root, len(f.leaves))
+	cr := f.svc.crowdLocked(f.root)
+	cr.join(ss)
+	bits, out := cr.start(ss, len(f.leaves))
 	for o, idx := range out {
 		o.haves.add(idx)
 	}
@@ -50,7 +48,8 @@ func (f *fakeSeed) join() (*serverStream, []int) {
 // reveal shows ss up to k more leaves and queues them as HAVEs.
 func reveal(ss *serverStream, k int) {
 	ss.svc.mu.Lock()
-	idx := ss.svc.revealLocked(ss, k)
+	cr := ss.svc.crowds[ss.root]
+	idx := cr.reveal(cr.remotes[ss], k)
 	ss.svc.mu.Unlock()
 	ss.sendHaves(idx)
 }
@@ -59,13 +58,15 @@ func reveal(ss *serverStream, k int) {
 func (ss *serverStream) serves(c cid.Cid) bool {
 	ss.svc.mu.Lock()
 	defer ss.svc.mu.Unlock()
-	return ss.svc.servesLocked(ss, c)
+	i, _ := ss.svc.leafLocked(ss.root, c)
+	return ss.svc.crowds[ss.root].serves(ss, i)
 }
 
 // uploaded counts an upload of c to ss, as sending it would.
 func (ss *serverStream) uploaded(c cid.Cid) {
 	ss.svc.mu.Lock()
-	out := ss.svc.sentLocked(ss, c)
+	i, n := ss.svc.leafLocked(ss.root, c)
+	out := ss.svc.crowds[ss.root].uploaded(ss, i, n)
 	ss.svc.countSentLocked(c)
 	ss.svc.mu.Unlock()
 	sendHaves(out)
@@ -387,7 +388,7 @@ func TestSuperSeedFeeds(t *testing.T) {
 		}
 	}
 	f.svc.mu.Lock()
-	f.svc.leaveLocked(a)
+	f.svc.crowds[f.root].leave(a)
 	f.svc.mu.Unlock()
 	b.feed()
 	got := haves(b)
@@ -395,5 +396,65 @@ func TestSuperSeedFeeds(t *testing.T) {
 	slices.Sort(left)
 	if !slices.Equal(got, left) {
 		t.Fatalf("after a remote left, another was fed %v, want the leaves it left %v", got, left)
+	}
+}
+
+// TestCrowdMethods: the crowd's pure methods, with no Service. A lone
+// remote is shown everything; a second one starts super-seeding for both,
+// shown disjoint leaves; a remote leaving hands its unsent leaves to the
+// other (woken to be fed them); the last leaf uploaded once ends it.
+func TestCrowdMethods(t *testing.T) {
+	const n = 16
+	cr := newCrowd()
+	a, b := new(serverStream), new(serverStream)
+	cr.join(a)
+	if bits, out := cr.start(a, n); bits != nil || out != nil || cr.superSeeded(a) {
+		t.Fatalf("a lone remote was super-seeded: %v %v", bits, out)
+	}
+	cr.join(b)
+	bits, out := cr.start(b, n)
+	shownA := out[a]
+	shownB := slices.Collect(bits.all())
+	if len(shownA) != revealAhead || len(shownB) != revealAhead || !cr.superSeeded(a) || !cr.superSeeded(b) {
+		t.Fatalf("once a crowd formed: a shown %v, b shown %v, want %d each", shownA, shownB, revealAhead)
+	}
+	for _, i := range shownA {
+		if slices.Contains(shownB, int(i)) {
+			t.Fatalf("leaf %d shown to both remotes", i)
+		}
+		if cr.serves(b, int(i)) {
+			t.Fatalf("b may be sent leaf %d, shown to a", i)
+		}
+	}
+	if !cr.serves(b, -1) {
+		t.Fatal("a block that is not a leaf is refused")
+	}
+	// a leaves: b is woken and fed a's leaves once it has nothing to ask for.
+	if wake := cr.leave(a); !slices.Equal(wake, []*serverStream{b}) {
+		t.Fatalf("leave woke %v, want b", wake)
+	}
+	for _, i := range shownB {
+		if out := cr.uploaded(b, i, n); out != nil {
+			t.Fatalf("super-seeding ended after %d of %d leaves", len(shownB), n)
+		}
+	}
+	var got []int
+	for k := 0; k < n && cr.superSeeded(b); k++ {
+		fed := cr.feed(b)
+		if len(fed) == 0 {
+			t.Fatalf("b, with nothing to ask for, was fed nothing (sent so far: %v)", got)
+		}
+		for _, i := range fed {
+			got = append(got, int(i))
+			cr.uploaded(b, int(i), n)
+		}
+	}
+	if cr.superSeeded(b) || len(got)+len(shownB) != n {
+		t.Fatalf("b was sent %d + %d of %d leaves, super-seeded: %v", len(shownB), len(got), n, cr.superSeeded(b))
+	}
+	for _, i := range shownA {
+		if !slices.Contains(got, int(i)) {
+			t.Fatalf("leaf %d, shown to a that left, never reached b", i)
+		}
 	}
 }
