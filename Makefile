@@ -25,8 +25,8 @@ demo:
 testnet:
 	./testnet/run.sh $(ARGS)
 
-# The Go benchmarks (each beside its reference), then the testnet's scale
-# and flashcrowd scenarios, summed up in one table of ratios.
+# The Go benchmarks (each beside its reference), then the testnet's whole, scale,
+# flashcrowd and memory scenarios, summed up in one table of issue 11's ratios.
 bench:
 	./testnet/run.sh bench
 
