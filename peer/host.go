@@ -51,16 +51,25 @@ var RelayResources = func() relayv2.Resources {
 	return r
 }()
 
+// hostServices are what a host offers other peers' NAT traversal.
+type hostServices struct {
+	// relay: a circuit relay v2 service of RelayResources, which
+	// go-libp2p runs only while AutoNAT finds the node publicly reachable.
+	relay bool
+	// autoNAT: AutoNAT's dial-back services (v1's, which drives other
+	// nodes' reachability and with it their relay service and AutoRelay,
+	// and v2's), and v2's checks of each of this host's addresses.
+	autoNAT bool
+}
+
 // newHost builds the node's libp2p host: TCP and QUIC, TLS and Noise (TLS
 // first, as go-libp2p and Kubo order them: its AES-GCM runs in hardware),
 // yamux (libp2p's default muxer), a resource manager scaled to the machine
 // with room for bulk transfer, a connection manager, and NAT traversal as
-// go-libp2p intends it: AutoNAT (v1's dial-back service, which drives the
-// node's reachability and with it the relay service and AutoRelay, and
-// v2's per-address checks), the circuit relay v2 client with AutoRelay
-// (reservations on connected peers that run a relay service), DCUtR hole
-// punching and, with relay set, a relay service of RelayResources, which
-// go-libp2p runs only while AutoNAT finds the node publicly reachable.
+// go-libp2p intends it: AutoNAT v1's client (the node's reachability),
+// the circuit relay v2 client with AutoRelay (reservations on connected
+// peers that run a relay service), DCUtR hole punching, and the services
+// of svc.
 //
 // With a swarm key (psk, 32 bytes) the host joins that private network
 // only: every connection is encrypted with the key under the TLS or Noise
@@ -70,7 +79,7 @@ var RelayResources = func() relayv2.Resources {
 // addresses only (see PrivateListen).
 //
 // libp2p's metrics (and the resource manager's) go to reg.
-func newHost(key crypto.PrivKey, listen []ma.Multiaddr, psk pnet.PSK, relay bool, bw metrics.Reporter, reg prometheus.Registerer) (host.Host, error) {
+func newHost(key crypto.PrivKey, listen []ma.Multiaddr, psk pnet.PSK, svc hostServices, bw metrics.Reporter, reg prometheus.Registerer) (host.Host, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
 	transfer.ScaleLimits(&limits) // room for bulk transfer under the stream reservations
@@ -97,8 +106,6 @@ func newHost(key crypto.PrivKey, listen []ma.Multiaddr, psk pnet.PSK, relay bool
 		libp2p.DefaultMuxers,
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
-		libp2p.EnableNATService(),
-		libp2p.EnableAutoNATv2(),
 		libp2p.EnableHolePunching(),
 		libp2p.EnableRelay(),
 		// Relay candidates: the peers we are connected to (our own network
@@ -119,8 +126,11 @@ func newHost(key crypto.PrivKey, listen []ma.Multiaddr, psk pnet.PSK, relay bool
 		libp2p.PrometheusRegisterer(reg),
 		libp2p.UserAgent("p2pshare/0.1"),
 	}
-	if relay {
+	if svc.relay {
 		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(RelayResources)))
+	}
+	if svc.autoNAT {
+		opts = append(opts, libp2p.EnableNATService(), libp2p.EnableAutoNATv2())
 	}
 	if len(psk) > 0 {
 		opts = append(opts, libp2p.PrivateNetwork(psk))

@@ -57,6 +57,17 @@ type NodeOptions struct {
 	// publicly reachable. Off by default; the CLI's seed turns it on
 	// unless --no-relay.
 	Relay bool
+	// AutoNATService, when set, offers AutoNAT's dial-back checks (v1 and
+	// v2) to peers that ask whether they are reachable, and has AutoNAT v2
+	// check each of this node's own addresses: what a long-lived node
+	// does. Off by default; the CLI's seed and share turn it on, and get
+	// does with --seed. A node that runs for one download leaves it off:
+	// each service is a second libp2p swarm built at start (4-5 ms of a
+	// fresh get of 1 MiB, the most of any part of the host), and a node
+	// about to exit answers for others poorly. AutoNAT v1's client runs
+	// either way: it tells the node whether it is reachable (status, and
+	// AutoRelay's reservations behind a NAT).
+	AutoNATService bool
 	// Log receives service events; nil discards them.
 	Log *slog.Logger
 }
@@ -190,7 +201,7 @@ func newNodeHost(repo *Repo, opts NodeOptions) (*nodeHost, error) {
 	bw := metrics.NewBandwidthCounter()
 	nm := newNodeMetrics()
 	Step(log, "metrics ready")
-	h, err := newHost(repo.Key, listen, psk, opts.Relay && !repo.Config.NoRelay, bw, nm.reg)
+	h, err := newHost(repo.Key, listen, psk, hostServices{relay: opts.Relay && !repo.Config.NoRelay, autoNAT: opts.AutoNATService}, bw, nm.reg)
 	if err != nil {
 		return nil, err
 	}

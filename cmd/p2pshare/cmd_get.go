@@ -96,6 +96,7 @@ func runGet(ctx context.Context, repo string, opts GetOptions, p *printer) error
 			return err
 		}
 		nopts := opts.NodeOptions
+		nopts.AutoNATService = opts.Seed // a node that stays to seed answers others' checks
 		nopts.Bootstrap = append([]libp2ppeer.AddrInfo{}, nopts.Bootstrap...)
 		for _, ai := range opts.Peers {
 			if ai.ID != id { // a ticket of this repo's own node

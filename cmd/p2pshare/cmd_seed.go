@@ -68,6 +68,7 @@ func serveNode(ctx context.Context, repo string, opts peer.NodeOptions, up func(
 	if _, err := peer.Dial(repo); err == nil {
 		return fmt.Errorf("a seed node already runs on %s", repo)
 	}
+	opts.AutoNATService = true // a long-lived node answers others' checks
 	n, err := openAndStartNode(ctx, repo, opts)
 	if err != nil {
 		return err
