@@ -335,6 +335,12 @@ func (n *Node) provide(c cid.Cid) {
 		ctx, cancel := context.WithTimeout(n.life, 2*time.Minute)
 		defer cancel()
 		if err := n.DHT.Provide(ctx, c); err != nil {
+			if n.life.Err() != nil {
+				// The node closes (a get that is done exits): the
+				// provide was cut short, it did not fail.
+				n.log.Debug("providing stopped: the node closes", "cid", c)
+				return
+			}
 			n.metrics.provides.WithLabelValues("failed").Inc()
 			n.log.Warn("providing", "cid", c, "err", err)
 			return
