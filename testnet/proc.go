@@ -204,6 +204,7 @@ type getResult struct {
 	Peer     string            `json:"peer"`
 	Bytes    uint64            `json:"bytes"`
 	Seconds  float64           `json:"seconds"`
+	Start    float64           `json:"start"`   // seconds since the scenario's start, at launch
 	Finish   float64           `json:"finish"`  // seconds since the scenario's start
 	From     map[string]uint64 `json:"from"`    // bytes by source peer name
 	Relayed  map[string]uint64 `json:"relayed"` // the part of From that came through a relay
@@ -250,7 +251,7 @@ func (r *runner) get(ctx context.Context, p *peerNode, root, out string, boot []
 	}
 	r.procs.add(c)
 	defer r.procs.done(c)
-	res := &getResult{Peer: p.name, From: map[string]uint64{}, Relayed: map[string]uint64{}}
+	res := &getResult{Peer: p.name, Start: t0.Sub(r.start).Seconds(), From: map[string]uint64{}, Relayed: map[string]uint64{}}
 	var once sync.Once
 	finish := func() {
 		if finished != nil {
