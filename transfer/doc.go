@@ -108,8 +108,10 @@
 // (peers.go), and the Session that joins them and verifies and stores
 // what arrives (session.go). Serving: the Service and its one leaf index
 // per root (service.go), one serverStream per inbound stream with its
-// reader and writer (server.go), and each root's crowd of remotes with
-// the pure super-seeding decisions (superseed.go).
+// reader and writer (server.go), each root's crowd of remotes with the
+// pure super-seeding decisions (superseed.go), and the last few leaves a
+// session verified, which a crowd asks for next and is sent from memory
+// (recent.go).
 //
 // A server serves each stream's queue least-uploaded block first. A node
 // that holds every leaf of a root super-seeds it once two remotes fetch

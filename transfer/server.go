@@ -254,23 +254,21 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 		}
 		reply := &Msg{Type: MsgDontHave, ID: next.ID}
 		// While super-seeding, a leaf kept for another remote is refused.
-		data, held, err := ss.block(ctx, next.CID)
+		data, done, err := ss.block(ctx, next.CID)
 		switch {
 		case errors.Is(err, errNoMemory) || ctx.Err() != nil:
 			return
 		case err == nil:
 			if err := waitBytes(ctx, ss.svc.up, len(data)); err != nil {
-				ss.s.Scope().ReleaseMemory(held)
-				ss.svc.release(data)
+				done()
 				return
 			}
 			ss.busyAt.Store(time.Now().UnixNano())
 			reply = &Msg{Type: MsgBlock, ID: next.ID, Data: data}
 		}
 		scratch, err = writeBlock(bw, reply, scratch)
-		if held > 0 {
-			ss.s.Scope().ReleaseMemory(held)
-			ss.svc.release(data)
+		if done != nil {
+			done()
 		}
 		if err != nil {
 			return
@@ -288,9 +286,9 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 	}
 }
 
-// block returns the block c to send to ss, counted as uploaded, and the
-// bytes reserved for it in the stream's scope (the caller releases them
-// once it is written), or an error: errRefused for a CID not accepted
+// block returns the block c to send to ss, counted as uploaded, and done,
+// to call once it is written (it returns the bytes reserved for it in the
+// stream's scope and its buffer), or an error: errRefused for a CID not accepted
 // from the network, errKept if this node keeps it for another remote (see
 // crowd.serves), the store's error if it does not hold it, or one
 // wrapping errNoMemory if the stream's scope stays full. Counting for
@@ -298,9 +296,9 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 // cannot be given to another remote (crowd.steal) while it is on its way
 // to this one; a block that then fails to read (a disk error) stays
 // counted, which only orders queues.
-func (ss *serverStream) block(ctx context.Context, c cid.Cid) ([]byte, int, error) {
+func (ss *serverStream) block(ctx context.Context, c cid.Cid) ([]byte, func(), error) {
 	if !acceptableCID(c) {
-		return nil, 0, errRefused
+		return nil, nil, errRefused
 	}
 	s := ss.svc
 	s.mu.Lock()
@@ -308,15 +306,19 @@ func (ss *serverStream) block(ctx context.Context, c cid.Cid) ([]byte, int, erro
 	i, n := s.leafLocked(ss.root, c)
 	if !cr.serves(ss, i) {
 		s.mu.Unlock()
-		return nil, 0, errKept
+		return nil, nil, errKept
 	}
 	out := cr.uploaded(ss, i, n)
 	s.mu.Unlock()
 	sendHaves(out)
+	if data, done, ok := s.recent.get(c); ok {
+		s.countSent(c)
+		return data, done, nil // verified a moment ago, kept in memory
+	}
 	// The size is known only once read: reserve the most, keep what it is.
 	scope := ss.s.Scope()
 	if err := reserve(ctx, scope, MaxBlockSize); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	data, err := s.bs.Get(ctx, c)
 	if err == nil && len(data) > MaxBlockSize {
@@ -324,13 +326,14 @@ func (ss *serverStream) block(ctx context.Context, c cid.Cid) ([]byte, int, erro
 	}
 	if err != nil {
 		scope.ReleaseMemory(MaxBlockSize)
-		return nil, 0, err
+		return nil, nil, err
 	}
 	scope.ReleaseMemory(MaxBlockSize - len(data))
-	s.mu.Lock()
-	s.countSentLocked(c)
-	s.mu.Unlock()
-	return data, len(data), nil
+	s.countSent(c)
+	return data, func() {
+		scope.ReleaseMemory(len(data))
+		s.release(data)
+	}, nil
 }
 
 // release gives the data of a block Get returned back to the store, if
@@ -397,8 +400,10 @@ func (ss *serverStream) next() *Msg {
 	return live[best]
 }
 
-// countSentLocked counts an upload of block c, which this node holds.
-func (s *Service) countSentLocked(c cid.Cid) {
+// countSent counts an upload of block c, which this node holds.
+func (s *Service) countSent(c cid.Cid) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if len(s.sent) >= maxSentCounts {
 		clear(s.sent) // a bound on memory; the counts only order a queue
 	}

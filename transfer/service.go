@@ -111,6 +111,7 @@ type Service struct {
 
 	up, down *rate.Limiter
 	obs      Observer
+	recent   recentBlocks // leaves just verified, for the crowd that asks next
 
 	mu       sync.Mutex
 	sent     map[cid.Cid]uint32 // times each block was uploaded
@@ -232,6 +233,21 @@ func (s *Service) dropIndexLocked(root cid.Cid) {
 }
 
 // announce tells the remotes interested in root that leaf c is now held.
+// keepRecent keeps m, the verified leaf c of root, in s.recent if remotes
+// are fetching root from this node (they will ask for it once announced),
+// else releases it.
+func (s *Service) keepRecent(root, c cid.Cid, m *Msg) {
+	s.mu.Lock()
+	cr := s.crowds[root]
+	crowd := cr != nil && len(cr.remotes) > 0
+	s.mu.Unlock()
+	if !crowd {
+		m.Release()
+		return
+	}
+	s.recent.keep(c, m)
+}
+
 func (s *Service) announce(root, c cid.Cid) {
 	s.mu.Lock()
 	li := s.manifest[root]

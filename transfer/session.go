@@ -413,9 +413,6 @@ func (ss *Session) store(r *remote, m *Msg) {
 	for _, c := range cs {
 		c.r.send(ss.life, &Msg{Type: MsgCancel, ID: c.id})
 	}
-	if putErr == nil && req.idx >= 0 {
-		ss.svc.announce(ss.root, req.c)
-	}
 	switch {
 	case reply != nil && putErr == nil:
 		m.unreserve()
@@ -423,8 +420,13 @@ func (ss *Session) store(r *remote, m *Msg) {
 	case reply != nil:
 		m.Release()
 		reply <- nil
+	case putErr == nil && req.idx >= 0:
+		ss.svc.keepRecent(ss.root, req.c, m) // before the HAVE that makes remotes ask
 	default:
 		m.Release()
+	}
+	if putErr == nil && req.idx >= 0 {
+		ss.svc.announce(ss.root, req.c)
 	}
 	ss.signal()
 }

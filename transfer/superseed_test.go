@@ -67,8 +67,8 @@ func (ss *serverStream) uploaded(c cid.Cid) {
 	ss.svc.mu.Lock()
 	i, n := ss.svc.leafLocked(ss.root, c)
 	out := ss.svc.crowds[ss.root].uploaded(ss, i, n)
-	ss.svc.countSentLocked(c)
 	ss.svc.mu.Unlock()
+	ss.svc.countSent(c)
 	sendHaves(out)
 }
 
