@@ -88,10 +88,3 @@ func (r *recentBlocks) sent(b *recentBlock) {
 		b.m.Release()
 	}
 }
-
-// len reports how many leaves are kept.
-func (r *recentBlocks) len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.byCID)
-}

@@ -38,8 +38,8 @@ func TestRecentBlocks(t *testing.T) {
 	if _, _, ok := r.get(c0); ok {
 		t.Fatal("the oldest leaf is still served after recentKeep newer ones")
 	}
-	if r.len() != recentKeep {
-		t.Fatalf("%d leaves kept, want %d", r.len(), recentKeep)
+	if len(r.byCID) != recentKeep {
+		t.Fatalf("%d leaves kept, want %d", len(r.byCID), recentKeep)
 	}
 	if m0.Data == nil || !bytes.Equal(data, []byte("leaf 0")) {
 		t.Fatal("an evicted leaf's buffer was recycled while a writer was sending it")

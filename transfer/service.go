@@ -233,22 +233,10 @@ func (s *Service) dropIndexLocked(root cid.Cid) {
 }
 
 // announce tells the remotes interested in root that leaf c is now held.
-// keepRecent keeps m, the verified leaf c of root, in s.recent if remotes
-// are fetching root from this node (they will ask for it once announced),
-// else releases it.
-func (s *Service) keepRecent(root, c cid.Cid, m *Msg) {
-	s.mu.Lock()
-	cr := s.crowds[root]
-	crowd := cr != nil && len(cr.remotes) > 0
-	s.mu.Unlock()
-	if !crowd {
-		m.Release()
-		return
-	}
-	s.recent.keep(c, m)
-}
-
-func (s *Service) announce(root, c cid.Cid) {
+// m, if not nil, is c's verified block, handed over: it is kept in
+// s.recent before the HAVEs go out if there are such remotes (they will
+// ask for it next), else released.
+func (s *Service) announce(root, c cid.Cid, m *Msg) {
 	s.mu.Lock()
 	li := s.manifest[root]
 	var subs []*serverStream
@@ -258,6 +246,13 @@ func (s *Service) announce(root, c cid.Cid) {
 		}
 	}
 	s.mu.Unlock()
+	if m != nil {
+		if len(subs) > 0 {
+			s.recent.keep(c, m)
+		} else {
+			m.Release()
+		}
+	}
 	if li == nil {
 		return
 	}

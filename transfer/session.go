@@ -413,6 +413,7 @@ func (ss *Session) store(r *remote, m *Msg) {
 	for _, c := range cs {
 		c.r.send(ss.life, &Msg{Type: MsgCancel, ID: c.id})
 	}
+	var keep *Msg // a stored leaf nobody waits for: announce may keep it
 	switch {
 	case reply != nil && putErr == nil:
 		m.unreserve()
@@ -421,12 +422,12 @@ func (ss *Session) store(r *remote, m *Msg) {
 		m.Release()
 		reply <- nil
 	case putErr == nil && req.idx >= 0:
-		ss.svc.keepRecent(ss.root, req.c, m) // before the HAVE that makes remotes ask
+		keep = m
 	default:
 		m.Release()
 	}
 	if putErr == nil && req.idx >= 0 {
-		ss.svc.announce(ss.root, req.c)
+		ss.svc.announce(ss.root, req.c, keep)
 	}
 	ss.signal()
 }
