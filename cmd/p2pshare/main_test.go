@@ -342,3 +342,21 @@ func TestSeedsAndDownloader(t *testing.T) {
 		}
 	}
 }
+
+// TestCollectorEasedBeforeTheGateway: startgc's init runs before the
+// gateway's templates are parsed, the costliest init of the binary, so
+// that their garbage costs no collections at every start.
+func TestCollectorEasedBeforeTheGateway(t *testing.T) {
+	cmd := exec.Command(bin, "--help")
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	trace := string(out)
+	eased := strings.Index(trace, "init github.com/p2pshare/p2pshare/cmd/p2pshare/internal/startgc ")
+	gateway := strings.Index(trace, "init github.com/ipfs/boxo/gateway/assets ")
+	if eased < 0 || gateway < 0 || eased > gateway {
+		t.Fatalf("startgc's init at %d, the gateway's assets at %d of the init trace: want startgc first\n%s", eased, gateway, trace)
+	}
+}
