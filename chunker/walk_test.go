@@ -161,3 +161,28 @@ func TestOptionsValidate(t *testing.T) {
 		t.Error("valid options refused")
 	}
 }
+
+// A one-leaf file (a raw root) is read once per walk: it is the whole
+// file, up to a MiB that the getter reads and the walker hashes.
+func TestWalkReadsARawRootOnce(t *testing.T) {
+	data := randBytes(1<<20, 9)
+	root := rawCID(data)
+	gets := 0
+	get := func(_ context.Context, c cid.Cid) ([]byte, error) { gets++; return data, nil }
+	var entries []Entry
+	if err := Walk(context.Background(), root, get, func(e Entry) error { entries = append(entries, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if gets != 1 {
+		t.Errorf("Walk read the raw root %d times, want once", gets)
+	}
+	if len(entries) != 1 || entries[0].Kind != KindFile || entries[0].Size != uint64(len(data)) ||
+		len(entries[0].Spans) != 1 || !entries[0].Spans[0].Leaf.Equals(root) {
+		t.Fatalf("entries %+v, want one file of %d bytes whose one leaf is the root", entries, len(data))
+	}
+	// A bad root is still refused.
+	bad := func(_ context.Context, c cid.Cid) ([]byte, error) { return data[1:], nil }
+	if err := Walk(context.Background(), root, bad, func(Entry) error { return nil }); err == nil {
+		t.Fatal("Walk accepted bytes that do not hash to the root")
+	}
+}

@@ -223,6 +223,14 @@ func (s *Store) Leaves(ctx context.Context, root cid.Cid) ([]cid.Cid, error) {
 	if ok {
 		return l, nil
 	}
+	if isRaw(root) {
+		// A raw root is its one leaf: nothing to read (and hash) to say
+		// so, which a seed does for every remote's HELLO.
+		if ok, err := s.Has(ctx, root); err != nil || !ok {
+			return nil, fmt.Errorf("root %s: %w", root, ErrBlockNotFound)
+		}
+		return []cid.Cid{root}, nil
+	}
 	if _, err := s.ix.root(ctx, root); err != nil {
 		if ok, err := s.Has(ctx, root); err != nil || !ok {
 			return nil, fmt.Errorf("root %s: %w", root, ErrBlockNotFound)

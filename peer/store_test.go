@@ -3,10 +3,14 @@ package peer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multihash"
 )
 
 // TestServedLeafRehashedOnlyWhenChanged: a leaf of a file add verified is
@@ -112,5 +116,35 @@ func TestLeafTrustedOnlyOnceSettled(t *testing.T) {
 	f.Close()
 	if err := get(); err == nil {
 		t.Fatal("changed leaf served")
+	}
+}
+
+// TestLeavesOfARawRoot: a one-leaf file is its own leaf list, answered
+// from the index without reading the file (a seed answers it for every
+// remote's HELLO); a raw CID this repo lacks is not found.
+func TestLeavesOfARawRoot(t *testing.T) {
+	ctx := context.Background()
+	r := openTestRepo(t)
+	path := filepath.Join(t.TempDir(), "one.bin")
+	writeRandom(t, path, 1<<20, 6)
+	time.Sleep(identityMargin + 100*time.Millisecond)
+	res, err := r.Add(ctx, path, AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := r.store()
+	leaves, err := st.Leaves(ctx, res.CID)
+	if err != nil || len(leaves) != 1 || !leaves[0].Equals(res.CID) {
+		t.Fatalf("Leaves(%s) = %v, %v; want the root alone", res.CID, leaves, err)
+	}
+	if n := st.trust.skipped.Load(); n != 0 {
+		t.Fatalf("Leaves read the file (%d reads)", n)
+	}
+	other, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: multihash.SHA2_256, MhLength: -1}.Sum([]byte("not in this repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Leaves(ctx, other); !errors.Is(err, ErrBlockNotFound) {
+		t.Fatalf("Leaves of a raw CID not held: %v, want ErrBlockNotFound", err)
 	}
 }
