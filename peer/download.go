@@ -430,7 +430,7 @@ func (d *download) recheck(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, 0, chunker.MaxBlockSize)
+	buf := lazyBuf(chunker.MaxBlockSize)
 	for id, slots := range byFile {
 		offs, err := d.ix.fileOffsets(ctx, id)
 		if err != nil {
@@ -442,7 +442,7 @@ func (d *download) recheck(ctx context.Context) error {
 				continue
 			}
 			s := d.leaf[c]
-			data, err := d.read(s, buf)
+			data, err := d.read(s, buf())
 			if err == nil {
 				err = chunker.Verify(c, data)
 			}
@@ -460,6 +460,19 @@ func (d *download) recheck(ctx context.Context) error {
 		}
 	}
 	return b.flush()
+}
+
+// lazyBuf returns a func that gives one buffer of n bytes, made on its
+// first call: most downloads never need the MiB that recheck and fill
+// may use, and a fresh one costs its page faults and a collection.
+func lazyBuf(n int) func() []byte {
+	var b []byte
+	return func() []byte {
+		if b == nil {
+			b = make([]byte, n)
+		}
+		return b
+	}
 }
 
 // read reads a slot's bytes from the partial download into buf.
@@ -570,7 +583,7 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 	var symlinks int
 	var size uint64
 	var folders []string
-	buf := make([]byte, 1<<20)
+	buf := lazyBuf(1 << 20)
 	err := chunker.Walk(ctx, d.root, d.Get, func(e chunker.Entry) error {
 		d.working()
 		switch e.Kind {
@@ -683,7 +696,7 @@ func (d *download) ownFiles(ctx context.Context) (map[string]fileRecord, error) 
 }
 
 // fill copies the repeats of a file from where their bytes first appear.
-func (d *download) fill(ctx context.Context, e chunker.Entry, buf []byte) error {
+func (d *download) fill(ctx context.Context, e chunker.Entry, buf func() []byte) error {
 	var dst *os.File
 	defer func() {
 		if dst != nil {
@@ -720,7 +733,7 @@ func (d *download) fill(ctx context.Context, e chunker.Entry, buf []byte) error 
 		}
 		r := io.NewSectionReader(src, int64(s.SrcOffset), int64(s.Size))
 		w := io.NewOffsetWriter(dst, int64(s.Offset))
-		if _, err := io.CopyBuffer(w, r, buf); err != nil {
+		if _, err := io.CopyBuffer(w, r, buf()); err != nil {
 			return fmt.Errorf("writing %q: %w", d.rel(e.Path), err)
 		}
 	}
