@@ -201,19 +201,21 @@ type point struct {
 
 // getResult is what one `p2pshare get` reported.
 type getResult struct {
-	Peer     string            `json:"peer"`
-	Bytes    uint64            `json:"bytes"`
-	Seconds  float64           `json:"seconds"`
-	Start    float64           `json:"start"`   // seconds since the scenario's start, at launch
-	Finish   float64           `json:"finish"`  // seconds since the scenario's start
-	From     map[string]uint64 `json:"from"`    // bytes by source peer name
-	Relayed  map[string]uint64 `json:"relayed"` // the part of From that came through a relay
-	Wasted   uint64            `json:"wasted"`  // bytes received but not used
-	SHA256OK bool              `json:"sha256_ok"`
-	Attempts int               `json:"attempts"`
-	ExitCode int               `json:"exit_code,omitempty"` // a failed get's
-	Progress []point           `json:"progress"`
-	Err      string            `json:"error,omitempty"`
+	Peer    string            `json:"peer"`
+	Bytes   uint64            `json:"bytes"`
+	Seconds float64           `json:"seconds"`
+	Start   float64           `json:"start"`   // seconds since the scenario's start, at launch
+	Finish  float64           `json:"finish"`  // seconds since the scenario's start
+	From    map[string]uint64 `json:"from"`    // bytes by source peer name
+	Relayed map[string]uint64 `json:"relayed"` // the part of From that came through a relay
+	Wasted  uint64            `json:"wasted"`  // bytes received but not used
+	// WastedFrom is Wasted by source peer name.
+	WastedFrom map[string]uint64 `json:"wasted_from,omitempty"`
+	SHA256OK   bool              `json:"sha256_ok"`
+	Attempts   int               `json:"attempts"`
+	ExitCode   int               `json:"exit_code,omitempty"` // a failed get's
+	Progress   []point           `json:"progress"`
+	Err        string            `json:"error,omitempty"`
 	// Proc is the get process's whole life, from outside: start to exit
 	// (with --seed, until it was stopped), CPU and peak RSS.
 	Proc proc `json:"process"`
@@ -271,6 +273,7 @@ func (r *runner) get(ctx context.Context, p *peerNode, root, out string, boot []
 			From      map[string]uint64 `json:"from"`
 			Relayed   map[string]uint64 `json:"relayed_from"`
 			Wasted    uint64            `json:"wasted"`
+			WastedBy  map[string]uint64 `json:"wasted_from"`
 			Message   string            `json:"message"`
 			ExitCode  int               `json:"exit_code"`
 		}
@@ -290,6 +293,12 @@ func (r *runner) get(ctx context.Context, p *peerNode, root, out string, boot []
 			}
 			for id, b := range ev.Relayed {
 				res.Relayed[r.nameOf(id)] += b
+			}
+			for id, b := range ev.WastedBy {
+				if res.WastedFrom == nil {
+					res.WastedFrom = map[string]uint64{}
+				}
+				res.WastedFrom[r.nameOf(id)] += b
 			}
 			finish()
 			if keepSeeding {
