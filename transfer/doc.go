@@ -117,16 +117,19 @@
 // that holds every leaf of a root super-seeds it once two remotes fetch
 // it: each remote is shown 4 leaves (in its have-map, or as HAVEs for a
 // remote that came alone and saw everything), each WANT for one of them
-// shows it one more, and each leaf is shown to one remote only, until the
-// node has uploaded every leaf once; then every remote is sent HAVEs for
-// the rest. Meanwhile a remote is sent only leaves shown to it or to
-// nobody yet (else DONT_HAVE), so the node's upload carries only leaves
-// the crowd lacks, and the crowd trades the copies. A remote with nothing
-// left to ask for is shown new leaves at once, or, once all were shown,
-// half of those shown to another remote and not sent yet (so the last
-// leaves leave over several connections); a remote that asks for nothing
-// for half a second gives its unsent leaves back, and is shown everything
-// if nobody else is being served. Clients need no special
+// shows it one more, and each leaf is shown to one remote only. A remote
+// is sent only leaves shown to it or to nobody yet (else DONT_HAVE), so
+// the node's upload carries only leaves the crowd lacks, and the crowd
+// trades the copies. A remote with nothing left to ask for is shown new
+// leaves at once, or, once all were shown, half of those shown to another
+// remote and not sent yet (so the last leaves leave over several
+// connections); a remote that asks for nothing for half a second gives
+// its unsent leaves back, and is shown everything if nobody else is being
+// served. That is also how super-seeding ends once every leaf was
+// uploaded once: remotes are shown the rest as they go idle (while nobody
+// else is being served, or at their second idle in any case), not all at
+// once, so the node's upload does not carry copies while the crowd's last
+// leaves are still crossing it. Clients need no special
 // handling: a super-seeding node looks like a peer that gains leaves as it
 // goes, and sometimes changes its mind (DONT_HAVE).
 package transfer

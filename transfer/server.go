@@ -308,9 +308,8 @@ func (ss *serverStream) block(ctx context.Context, c cid.Cid) ([]byte, func(), e
 		s.mu.Unlock()
 		return nil, nil, errKept
 	}
-	out := cr.uploaded(ss, i, n)
+	cr.uploaded(ss, i, n)
 	s.mu.Unlock()
-	sendHaves(out)
 	if data, done, ok := s.recent.get(c); ok {
 		s.countSent(c)
 		return data, done, nil // verified a moment ago, kept in memory
@@ -437,6 +436,10 @@ const (
 	// others (it gets them elsewhere, or it stalled), and, if no remote of
 	// the root is asking for anything either, it is shown everything.
 	revealIdle = 500 * time.Millisecond
+	// maxIdleWaits is how many revealIdle periods a remote that idles once
+	// every leaf was uploaded waits, while others are served, before it is
+	// shown everything anyway (see crowd.idle).
+	maxIdleWaits = 2
 )
 
 // crowdLocked returns root's crowd, made if it has none.

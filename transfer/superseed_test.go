@@ -3,6 +3,7 @@ package transfer
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -66,10 +67,9 @@ func (ss *serverStream) serves(c cid.Cid) bool {
 func (ss *serverStream) uploaded(c cid.Cid) {
 	ss.svc.mu.Lock()
 	i, n := ss.svc.leafLocked(ss.root, c)
-	out := ss.svc.crowds[ss.root].uploaded(ss, i, n)
+	ss.svc.crowds[ss.root].uploaded(ss, i, n)
 	ss.svc.mu.Unlock()
 	ss.svc.countSent(c)
-	sendHaves(out)
 }
 
 // haves drains the HAVEs queued for ss.
@@ -218,28 +218,44 @@ func TestSuperSeedShowsEachLeafToOneRemote(t *testing.T) {
 	// everything.
 	a.idle(now.Add(2 * revealIdle))
 	showsRest(a, "after idling alone")
-	// Once every leaf was uploaded, super-seeding ends: the others are
-	// shown the rest, and a new remote sees everything.
+	// Once every leaf was uploaded, the others are still shown nothing
+	// more (the crowd has every leaf), until they idle while nobody else
+	// is being served; a new remote sees everything.
 	var rest []cid.Cid // the leaves not uploaded yet
 	for i, c := range f.leaves {
 		if i != 0 && i != x {
 			rest = append(rest, c)
 		}
 	}
-	for _, leaf := range rest[:len(rest)-1] {
+	for _, leaf := range rest {
 		b.uploaded(leaf)
 	}
-	if !b.superSeeded() || !c.superSeeded() {
-		t.Fatal("super-seeding ended before the last leaf was uploaded")
-	}
-	b.uploaded(rest[len(rest)-1])
-	showsRest(b, "once every leaf was uploaded")
-	showsRest(c, "once every leaf was uploaded")
-	if got := haves(a); len(got) != 0 {
-		t.Fatalf("a remote already shown everything got HAVEs %v", got)
+	if got := append(haves(b), haves(c)...); len(got) != 0 || !b.superSeeded() || !c.superSeeded() {
+		t.Fatalf("once every leaf was uploaded, HAVEs %v went out at once (super-seeded: %v, %v)", got, b.superSeeded(), c.superSeeded())
 	}
 	if _, shown := f.join(); shown != nil {
-		t.Fatalf("a remote joining after super-seeding ended was shown only %v", shown)
+		t.Fatalf("a remote joining once every leaf was uploaded was shown only %v", shown)
+	}
+	later := now.Add(4 * revealIdle) // b was served last at now
+	b.idle(later)
+	showsRest(b, "idling once every leaf was uploaded")
+	// b is served what it asks for from now on: c waits its turn, but
+	// only maxIdleWaits idles (b could be keeping this node busy while
+	// withholding leaves only it was sent).
+	for k := 1; k < maxIdleWaits; k++ {
+		at := later.Add(time.Duration(k) * revealIdle)
+		b.busyAt.Store(at.UnixNano())
+		c.idle(at)
+		if got := haves(c); len(got) != 0 || !c.superSeeded() {
+			t.Fatalf("idle %d: a remote was shown %v while another was served", k, got)
+		}
+	}
+	at := later.Add(maxIdleWaits * revealIdle)
+	b.busyAt.Store(at.UnixNano())
+	c.idle(at)
+	showsRest(c, fmt.Sprintf("idling %d times while another was served, once every leaf was uploaded", maxIdleWaits))
+	if got := haves(a); len(got) != 0 {
+		t.Fatalf("a remote already shown everything got HAVEs %v", got)
 	}
 }
 
@@ -402,7 +418,8 @@ func TestSuperSeedFeeds(t *testing.T) {
 // TestCrowdMethods: the crowd's pure methods, with no Service. A lone
 // remote is shown everything; a second one starts super-seeding for both,
 // shown disjoint leaves; a remote leaving hands its unsent leaves to the
-// other (woken to be fed them); the last leaf uploaded once ends it.
+// other (woken to be fed them); once every leaf was uploaded, a remote
+// is fed nothing more and is shown the rest only when it idles.
 func TestCrowdMethods(t *testing.T) {
 	const n = 16
 	cr := newCrowd()
@@ -434,12 +451,10 @@ func TestCrowdMethods(t *testing.T) {
 		t.Fatalf("leave woke %v, want b", wake)
 	}
 	for _, i := range shownB {
-		if out := cr.uploaded(b, i, n); out != nil {
-			t.Fatalf("super-seeding ended after %d of %d leaves", len(shownB), n)
-		}
+		cr.uploaded(b, i, n)
 	}
 	var got []int
-	for k := 0; k < n && cr.superSeeded(b); k++ {
+	for len(got)+len(shownB) < n {
 		fed := cr.feed(b)
 		if len(fed) == 0 {
 			t.Fatalf("b, with nothing to ask for, was fed nothing (sent so far: %v)", got)
@@ -449,8 +464,11 @@ func TestCrowdMethods(t *testing.T) {
 			cr.uploaded(b, int(i), n)
 		}
 	}
-	if cr.superSeeded(b) || len(got)+len(shownB) != n {
-		t.Fatalf("b was sent %d + %d of %d leaves, super-seeded: %v", len(shownB), len(got), n, cr.superSeeded(b))
+	if fed := cr.feed(b); len(fed) != 0 || !cr.superSeeded(b) || len(got)+len(shownB) != n {
+		t.Fatalf("b was sent %d + %d of %d leaves, then fed %v (super-seeded: %v)", len(shownB), len(got), n, fed, cr.superSeeded(b))
+	}
+	if haves, _ := cr.idle(b, false); len(haves) != 0 || cr.superSeeded(b) {
+		t.Fatalf("b idling alone once every leaf was uploaded was shown %v (super-seeded: %v), want nothing new: it has every leaf", haves, cr.superSeeded(b))
 	}
 	for _, i := range shownA {
 		if !slices.Contains(got, int(i)) {
