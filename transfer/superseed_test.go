@@ -476,3 +476,80 @@ func TestCrowdMethods(t *testing.T) {
 		}
 	}
 }
+
+// TestSuperSeedWithholderCannotStallTheCrowd: a remote that takes the
+// leaves it is shown, serves nobody and keeps asking for them again (so
+// the seed is always busy serving it) does not stop an honest downloader
+// from getting the leaves only it was sent: once every leaf was uploaded,
+// the downloader is shown everything after maxIdleWaits idles.
+func TestSuperSeedWithholderCannotStallTheCrowd(t *testing.T) {
+	const n, size = 16, 64 << 10
+	root, leaves, blocks := content(t, n, size)
+	s := newNode(t)
+	s.seedWith(root, leaves, blocks, all)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// The withholder: a raw stream that says HELLO and asks, again and
+	// again, for the leaves it was shown.
+	w := peertest.NewHost(t)
+	w.Peerstore().AddAddrs(s.h.ID(), s.h.Addrs(), time.Hour)
+	st, err := w.NewStream(ctx, s.h.ID(), ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Reset()
+	bw := bufio.NewWriter(st)
+	if _, err := writeMsg(bw, &Msg{Type: MsgHello, Root: root}, nil); err != nil || bw.Flush() != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(st)
+	hm, err := ReadMsg(br, br)
+	if err != nil || hm.Type != MsgHaveMap {
+		t.Fatalf("withholder's have-map: %v %v", hm, err)
+	}
+	// Alone, it is shown everything; it takes one leaf, so that it is
+	// super-seeded (shown a few) once the downloader joins.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		var id uint64
+		shown := []int{0}
+		for {
+			for _, i := range shown {
+				id++
+				if _, err := writeMsg(bw, &Msg{Type: MsgWant, ID: id, CID: leaves[i]}, nil); err != nil || bw.Flush() != nil {
+					return
+				}
+			}
+			for range shown {
+				m, err := ReadMsg(br, br)
+				for err == nil && m.Type == MsgHave {
+					shown = append(shown, int(m.Index))
+					m, err = ReadMsg(br, br)
+				}
+				if err != nil {
+					return
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+
+	d := newNode(t)
+	d.st.mu.Lock()
+	d.st.roots[root] = leaves
+	d.st.mu.Unlock()
+	sess := d.svc.NewSession(root, listProviders{peertest.Info(s.h)})
+	defer sess.Close()
+	start := time.Now()
+	if err := sess.Download(ctx, leaves); err != nil {
+		t.Fatalf("the downloader beside a withholder: %v after %v", err, time.Since(start))
+	}
+	checkAll(t, d, blocks)
+	t.Logf("downloaded beside a withholder in %v", time.Since(start))
+}
