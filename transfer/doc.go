@@ -126,10 +126,11 @@
 // connections); a remote that asks for nothing for half a second gives
 // its unsent leaves back, and is shown everything if nobody else is being
 // served. That is also how super-seeding ends once every leaf was
-// uploaded once: remotes are shown the rest as they go idle (while nobody
-// else is being served, or at their second idle in any case), not all at
-// once, so the node's upload does not carry copies while the crowd's last
-// leaves are still crossing it. Clients need no special
+// uploaded once: remotes are shown the rest as they go idle (idle now
+// after an eighth of a second; while nobody else is being served, or at
+// their fourth idle in any case), not all at once, so the node's upload
+// does not carry copies while the crowd's last leaves are still crossing
+// it. Clients need no special
 // handling: a super-seeding node looks like a peer that gains leaves as it
 // goes, and sometimes changes its mind (DONT_HAVE).
 package transfer

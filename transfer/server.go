@@ -235,7 +235,7 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 			var idle <-chan time.Time
 			if ss.superSeeded() {
 				ss.feed()
-				idle = time.After(revealIdle)
+				idle = time.After(ss.idleAfter())
 			}
 			select {
 			case <-ss.wake:
@@ -436,10 +436,11 @@ const (
 	// others (it gets them elsewhere, or it stalled), and, if no remote of
 	// the root is asking for anything either, it is shown everything.
 	revealIdle = 500 * time.Millisecond
-	// maxIdleWaits is how many revealIdle periods a remote that idles once
-	// every leaf was uploaded waits, while others are served, before it is
-	// shown everything anyway (see crowd.idle).
-	maxIdleWaits = 2
+	// maxIdleWaits is how many times a remote that idles once every leaf
+	// was uploaded (each a quarter of revealIdle, see idleAfter) waits,
+	// while others are served, before it is shown everything anyway (see
+	// crowd.idle).
+	maxIdleWaits = 4
 )
 
 // crowdLocked returns root's crowd, made if it has none.
@@ -500,6 +501,20 @@ func (ss *serverStream) idle(now time.Time) {
 	s.mu.Unlock()
 	ss.sendHaves(idx)
 	signal(wake)
+}
+
+// idleAfter is how long a super-seeded remote must ask for nothing to be
+// handled as idle: revealIdle, or a quarter of it once every leaf was
+// uploaded, when an idle remote may be shown everything (see crowd.idle)
+// and this node's upload would otherwise sit unused while the crowd
+// relays its last leaves.
+func (ss *serverStream) idleAfter() time.Duration {
+	ss.svc.mu.Lock()
+	defer ss.svc.mu.Unlock()
+	if ss.svc.crowds[ss.root].allUploaded() {
+		return revealIdle / 4
+	}
+	return revealIdle
 }
 
 // superSeeded reports whether ss is still shown leaves a few at a time.
