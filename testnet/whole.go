@@ -151,7 +151,7 @@ type wholeResult struct {
 	// SmallKeptMs is the same get into a repo made before (a user's every
 	// get but the first), each run of a file of its own.
 	SmallKeptMs float64 `json:"small_get_kept_repo_median_ms"`
-	SmallRawMs float64 `json:"small_raw_median_ms"`
+	SmallRawMs  float64 `json:"small_raw_median_ms"`
 }
 
 // warmMemory writes n bytes to a file in the tmpfs dir and removes it:

@@ -280,22 +280,10 @@ func TestSuperSeedCrowd(t *testing.T) {
 	s.st.mu.Unlock()
 	// A remote already watching the root (it asks for nothing): the
 	// downloaders join a crowd.
-	w := peertest.NewHost(t)
-	w.Peerstore().AddAddrs(s.h.ID(), s.h.Addrs(), time.Hour)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	st, err := w.NewStream(ctx, s.h.ID(), ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Reset()
-	bw := bufio.NewWriter(st)
-	if _, err := writeMsg(bw, &Msg{Type: MsgHello, Root: root}, nil); err != nil || bw.Flush() != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(st)
-	if hm, err := ReadMsg(br, br); err != nil || hm.Type != MsgHaveMap {
-		t.Fatalf("watcher: %v %v", hm, err)
+	if _, _, hm := rawRemote(ctx, t, s, root); hm.Type != MsgHaveMap {
+		t.Fatalf("watcher: %v", hm)
 	}
 	errs := make(chan error, len(dls))
 	for _, d := range dls {
@@ -332,6 +320,30 @@ func TestSuperSeedCrowd(t *testing.T) {
 	if repeats > 2 {
 		t.Fatalf("the seed uploaded %d leaves twice before uploading all %d once", repeats, n)
 	}
+}
+
+// rawRemote opens a stream to s from a host of its own, says HELLO for
+// root and returns the stream's writer and reader with the first message
+// read (the have-map); the stream is reset when the test ends.
+func rawRemote(ctx context.Context, t *testing.T, s *node, root cid.Cid) (*bufio.Writer, *bufio.Reader, *Msg) {
+	t.Helper()
+	w := peertest.NewHost(t)
+	w.Peerstore().AddAddrs(s.h.ID(), s.h.Addrs(), time.Hour)
+	st, err := w.NewStream(ctx, s.h.ID(), ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Reset() })
+	bw := bufio.NewWriter(st)
+	if _, err := writeMsg(bw, &Msg{Type: MsgHello, Root: root}, nil); err != nil || bw.Flush() != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(st)
+	m, err := ReadMsg(br, br)
+	if err != nil {
+		t.Fatalf("first message from the seed: %v", err)
+	}
+	return bw, br, m
 }
 
 // TestSuperSeedFeeds: a remote with nothing left to ask for is shown new
@@ -492,21 +504,9 @@ func TestSuperSeedWithholderCannotStallTheCrowd(t *testing.T) {
 
 	// The withholder: a raw stream that says HELLO and asks, again and
 	// again, for the leaves it was shown.
-	w := peertest.NewHost(t)
-	w.Peerstore().AddAddrs(s.h.ID(), s.h.Addrs(), time.Hour)
-	st, err := w.NewStream(ctx, s.h.ID(), ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Reset()
-	bw := bufio.NewWriter(st)
-	if _, err := writeMsg(bw, &Msg{Type: MsgHello, Root: root}, nil); err != nil || bw.Flush() != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(st)
-	hm, err := ReadMsg(br, br)
-	if err != nil || hm.Type != MsgHaveMap {
-		t.Fatalf("withholder's have-map: %v %v", hm, err)
+	bw, br, hm := rawRemote(ctx, t, s, root)
+	if hm.Type != MsgHaveMap {
+		t.Fatalf("withholder's have-map: %v", hm)
 	}
 	// Alone, it is shown everything; it takes one leaf, so that it is
 	// super-seeded (shown a few) once the downloader joins.
