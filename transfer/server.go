@@ -233,9 +233,8 @@ func (ss *serverStream) writeLoop(ctx context.Context, bw *bufio.Writer) {
 				return
 			}
 			var idle <-chan time.Time
-			if ss.superSeeded() {
-				ss.feed()
-				idle = time.After(ss.idleAfter())
+			if d := ss.feed(); d > 0 {
+				idle = time.After(d)
 			}
 			select {
 			case <-ss.wake:
@@ -437,7 +436,7 @@ const (
 	// the root is asking for anything either, it is shown everything.
 	revealIdle = 500 * time.Millisecond
 	// maxIdleWaits is how many times a remote that idles once every leaf
-	// was uploaded (each a quarter of revealIdle, see idleAfter) waits,
+	// was uploaded (each a quarter of revealIdle, see serverStream.feed) waits,
 	// while others are served, before it is shown everything anyway (see
 	// crowd.idle).
 	maxIdleWaits = 4
@@ -478,13 +477,28 @@ func (ss *serverStream) wanted(c cid.Cid) {
 }
 
 // feed shows a super-seeded remote with nothing to ask for a few more
-// leaves (see crowd.feed).
-func (ss *serverStream) feed() {
+// leaves (see crowd.feed) and returns how long it may then ask for
+// nothing before it counts as idle (see idle); 0 if it is not
+// super-seeded.
+func (ss *serverStream) feed() time.Duration {
 	s := ss.svc
 	s.mu.Lock()
-	idx := s.crowds[ss.root].feed(ss)
+	cr := s.crowds[ss.root]
+	if !cr.superSeeded(ss) {
+		s.mu.Unlock()
+		return 0
+	}
+	idx := cr.feed(ss)
+	// Once every leaf was uploaded an idle remote may be shown everything
+	// (see crowd.idle), and this node's upload would otherwise sit unused
+	// while the crowd relays its last leaves: it is looked at sooner.
+	after := revealIdle
+	if cr.allUploaded() {
+		after = revealIdle / 4
+	}
 	s.mu.Unlock()
 	ss.sendHaves(idx)
+	return after
 }
 
 // idle handles a super-seeded remote that asked for nothing for
@@ -501,27 +515,6 @@ func (ss *serverStream) idle(now time.Time) {
 	s.mu.Unlock()
 	ss.sendHaves(idx)
 	signal(wake)
-}
-
-// idleAfter is how long a super-seeded remote must ask for nothing to be
-// handled as idle: revealIdle, or a quarter of it once every leaf was
-// uploaded, when an idle remote may be shown everything (see crowd.idle)
-// and this node's upload would otherwise sit unused while the crowd
-// relays its last leaves.
-func (ss *serverStream) idleAfter() time.Duration {
-	ss.svc.mu.Lock()
-	defer ss.svc.mu.Unlock()
-	if ss.svc.crowds[ss.root].allUploaded() {
-		return revealIdle / 4
-	}
-	return revealIdle
-}
-
-// superSeeded reports whether ss is still shown leaves a few at a time.
-func (ss *serverStream) superSeeded() bool {
-	ss.svc.mu.Lock()
-	defer ss.svc.mu.Unlock()
-	return ss.svc.crowds[ss.root].superSeeded(ss)
 }
 
 // servedSince reports whether a block was on its way to ss at or after t.

@@ -72,6 +72,13 @@ func (ss *serverStream) uploaded(c cid.Cid) {
 	ss.svc.countSent(c)
 }
 
+// superSeeded reports whether ss is still shown leaves a few at a time.
+func (ss *serverStream) superSeeded() bool {
+	ss.svc.mu.Lock()
+	defer ss.svc.mu.Unlock()
+	return ss.svc.crowds[ss.root].superSeeded(ss)
+}
+
 // haves drains the HAVEs queued for ss.
 func haves(ss *serverStream) []int {
 	ss.mu.Lock()
