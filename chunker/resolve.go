@@ -58,7 +58,7 @@ func Resolve(ctx context.Context, root cid.Cid, elems []string, get Getter) (cid
 	if len(elems) > maxPathElements {
 		return cid.Undef, fmt.Errorf("%w: path of more than %d elements", ErrUnsafeName, maxPathElements)
 	}
-	w := newWalker(get)
+	w := newWalker(get, nil)
 	cur := root
 	for i, name := range elems {
 		if err := CheckName(name); err != nil {

@@ -108,6 +108,33 @@ func TestWalkRefusesUnsafeNames(t *testing.T) {
 	}
 }
 
+// Verified leaves the hashing to get (a store that verifies, or a
+// session that did) and checks the rest as before.
+func TestWalkVerifiedChecksAllButTheHash(t *testing.T) {
+	ctx := context.Background()
+	data := randBytes(1<<20, 10)
+	root := rawCID(data)
+	// A getter that lies is believed: the caller vouched for it.
+	short := func(context.Context, cid.Cid) ([]byte, error) { return data[1:], nil }
+	st, err := Stat(ctx, root, short, Verified())
+	if err != nil || st.Size != uint64(len(data)-1) {
+		t.Fatalf("Stat(Verified) of a raw root = %+v, %v; want its %d bytes unhashed", st, err, len(data)-1)
+	}
+	if _, err := Stat(ctx, root, short); !errors.Is(err, ErrHashMismatch) {
+		t.Fatalf("Stat without Verified: %v, want ErrHashMismatch", err)
+	}
+	// Names, and blocks that do not decode, are refused all the same.
+	c, dir := dirNode(t, Link{Name: "..", CID: rawCID([]byte("x")), Size: 1})
+	get := func(context.Context, cid.Cid) ([]byte, error) { return dir, nil }
+	if err := Walk(ctx, c, get, func(Entry) error { return nil }, Verified()); !errors.Is(err, ErrUnsafeName) {
+		t.Errorf("Walk(Verified) of a folder with an entry \"..\": %v, want ErrUnsafeName", err)
+	}
+	junk := func(context.Context, cid.Cid) ([]byte, error) { return []byte{0xff, 0xff}, nil }
+	if err := Leaves(ctx, c, junk, func(cid.Cid) error { return nil }, Verified()); !errors.Is(err, ErrMalformed) {
+		t.Errorf("Leaves(Verified) of a block that does not decode: %v, want ErrMalformed", err)
+	}
+}
+
 func TestWalkRejectsBadBlocks(t *testing.T) {
 	c, data := dirNode(t)
 	bad := append([]byte(nil), data...)

@@ -160,7 +160,9 @@ func (d *download) heldRoot(c cid.Cid) []byte {
 	return nil
 }
 
-// Get returns a block from the download (a raw root) or the repo.
+// Get returns a verified block from the download (a raw root its session
+// verified) or the repo (whose Get verifies): walks over it pass
+// chunker.Verified, and do not hash a raw root of up to a MiB again.
 func (d *download) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	if data := d.heldRoot(c); data != nil {
 		return data, nil
@@ -196,10 +198,11 @@ func (d *download) holdRoot(c cid.Cid, data []byte) {
 	}
 }
 
-// Stat checks the whole DAG (fetching its structure through get) and that
-// the output's filesystem can hold what it claims.
+// Stat checks the whole DAG (fetching its structure through get, which
+// returns only verified blocks: the download's own, or its session's) and
+// that the output's filesystem can hold what it claims.
 func (d *download) Stat(ctx context.Context, get chunker.Getter) (chunker.Stats, error) {
-	stats, err := chunker.Stat(ctx, d.root, get)
+	stats, err := chunker.Stat(ctx, d.root, get, chunker.Verified())
 	if err != nil {
 		return stats, err
 	}
@@ -294,7 +297,7 @@ func (d *download) Open(ctx context.Context, out string) error {
 	}
 	err = chunker.Walk(ctx, d.root, d.Get, func(e chunker.Entry) error {
 		return d.create(ctx, b, e, known)
-	})
+	}, chunker.Verified())
 	if err != nil {
 		return err
 	}
@@ -598,7 +601,7 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 			return d.fill(ctx, e, buf)
 		}
 		return nil
-	})
+	}, chunker.Verified())
 	if err != nil {
 		return 0, err
 	}
@@ -621,7 +624,7 @@ func (d *download) Finish(ctx context.Context, force bool, out string) (uint64, 
 				return fmt.Errorf("creating symlink %q: %w", rel, err)
 			}
 			return nil
-		})
+		}, chunker.Verified())
 		if err != nil {
 			return 0, err
 		}

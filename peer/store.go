@@ -240,7 +240,7 @@ func (s *Store) Leaves(ctx context.Context, root cid.Cid) ([]cid.Cid, error) {
 	err := chunker.Leaves(ctx, root, s.localGet, func(c cid.Cid) error {
 		leaves = append(leaves, c)
 		return nil
-	})
+	}, chunker.Verified())
 	if err != nil {
 		return nil, err
 	}
@@ -259,5 +259,6 @@ func (s *Store) forget(root cid.Cid) {
 	s.mu.Unlock()
 }
 
-// localGet reads a block from this repo only (never the network).
+// localGet reads a block from this repo only (never the network), verified
+// as Get does.
 func (s *Store) localGet(ctx context.Context, c cid.Cid) ([]byte, error) { return s.Get(ctx, c) }
