@@ -23,6 +23,12 @@ type peerSink interface {
 	// offRelays drops the streams that run over a relay to peers that
 	// now have a direct connection, and returns those peers to redial.
 	offRelays() []peer.ID
+	// takeOpening returns the request to send with HELLO on a new
+	// stream, if there is one: at most one stream gets it.
+	takeOpening() *opening
+	// openingLost hands back a request that takeOpening gave, whose
+	// stream failed or was not wanted.
+	openingLost(o *opening)
 }
 
 // peerSource finds the peers a session fetches from and connects to
@@ -188,9 +194,14 @@ func (ps *peerSource) offer(ai peer.AddrInfo) {
 	ps.wg.Add(1)
 	go func() {
 		defer ps.wg.Done()
-		r, err := dialRemote(ps.life, ps.h, ps.root, ai)
-		if err == nil && !ps.sink.add(r) {
+		o := ps.sink.takeOpening()
+		r, err := dialRemote(ps.life, ps.h, ps.root, ai, o)
+		joined := err == nil && ps.sink.add(r)
+		if err == nil && !joined {
 			r.close(false)
+		}
+		if o != nil && !joined {
+			ps.sink.openingLost(o)
 		}
 		ps.mu.Lock()
 		delete(ps.dialing, ai.ID)

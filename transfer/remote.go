@@ -34,6 +34,9 @@ type remote struct {
 	// how many leaves its view of the root has (0: it did not say).
 	haveMap bitfield
 	count   uint64
+	// opening is the session's opening request, sent with HELLO on this
+	// stream; the session's add records it (nil if none was).
+	opening *opening
 }
 
 // remoteEvents is what a remote's reader reports to its session. The
@@ -47,9 +50,10 @@ type remoteEvents interface {
 }
 
 // dialRemote connects to a peer (directly, or through a relay if that is
-// all there is), opens a stream, says HELLO for root and reads the
-// peer's have-map. The remote's loops are not started (see run).
-func dialRemote(ctx context.Context, h host.Host, root cid.Cid, ai peer.AddrInfo) (*remote, error) {
+// all there is), opens a stream, says HELLO for root (followed by the
+// WANT of o, if not nil, in the same write) and reads the peer's
+// have-map. The remote's loops are not started (see run).
+func dialRemote(ctx context.Context, h host.Host, root cid.Cid, ai peer.AddrInfo, o *opening) (*remote, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	// Relayed connections are "limited" in go-libp2p: a stream over one
@@ -81,7 +85,14 @@ func dialRemote(ctx context.Context, h host.Host, root cid.Cid, ai peer.AddrInfo
 	}
 	st.SetDeadline(time.Now().Add(dialTimeout))
 	bw := bufio.NewWriterSize(st, 16<<10)
-	if _, err := writeMsg(bw, &Msg{Type: MsgHello, Root: root}, nil); err != nil || bw.Flush() != nil {
+	scratch, err := writeMsg(bw, &Msg{Type: MsgHello, Root: root}, nil)
+	if err == nil && o != nil {
+		_, err = writeMsg(bw, &Msg{Type: MsgWant, ID: o.id, CID: o.c}, scratch)
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
 		st.Reset()
 		return nil, fmt.Errorf("greeting %s: %w", ai.ID, err)
 	}
@@ -97,7 +108,7 @@ func dialRemote(ctx context.Context, h host.Host, root cid.Cid, ai peer.AddrInfo
 	}
 	st.SetDeadline(time.Time{})
 	r := &remote{id: ai.ID, s: st, limited: st.Conn().Stat().Limited, out: make(chan *Msg, 2*maxWindow+8),
-		closed: make(chan struct{}), br: br, bw: bw}
+		closed: make(chan struct{}), br: br, bw: bw, opening: o}
 	if hm.Count > 0 {
 		// A copy of its own size: the message buffer is recycled.
 		r.haveMap, r.count = bitfield(slices.Clone(hm.Bits)), hm.Count

@@ -259,9 +259,20 @@ func (s *scheduler) blockPeer(tried map[uint64]bool) (uint64, bool) {
 
 // want records a request for c (leaf idx, or -1) to the connection.
 func (s *scheduler) want(key uint64, c cid.Cid, idx int, now time.Time) *request {
-	p := s.peers[key]
+	return s.wantAs(key, s.reserve(), c, idx, now)
+}
+
+// reserve names a request before it is made: a session's opening request
+// goes out with HELLO, before its connection is known here (see wantAs).
+func (s *scheduler) reserve() uint64 {
 	s.nextID++
-	req := &request{id: s.nextID, peer: key, c: c, idx: idx, sent: now}
+	return s.nextID
+}
+
+// wantAs is want for a request named by reserve.
+func (s *scheduler) wantAs(key, id uint64, c cid.Cid, idx int, now time.Time) *request {
+	p := s.peers[key]
+	req := &request{id: id, peer: key, c: c, idx: idx, sent: now}
 	p.inflight[req.id] = req
 	if idx >= 0 {
 		p.asked[idx] = req.id

@@ -284,6 +284,31 @@ func TestSchedulerRepliesValidated(t *testing.T) {
 	}
 }
 
+// A request named before its connection joined (a session's opening
+// WANT, sent with HELLO) is recorded under that name, which no later
+// request takes, and its reply is accepted once.
+func TestSchedulerReservedRequest(t *testing.T) {
+	h := newSchedHarness(t, 4)
+	id := h.s.reserve()
+	h.peer(1)
+	root := h.leaves[0] // any CID: a block that is not a leaf here
+	if req := h.s.wantAs(1, id, root, -1, h.now); req.id != id {
+		t.Fatalf("wantAs recorded request %d, want %d", req.id, id)
+	}
+	if next := h.s.want(1, root, -1, h.now); next.id == id {
+		t.Fatalf("want reused the reserved name %d", id)
+	}
+	if !h.s.replied(1, id, h.now) || h.s.pending(1, id) == nil {
+		t.Fatal("the reply to the reserved request was refused")
+	}
+	if ok, _ := h.s.delivered(1, id, 100, h.now, true); !ok || h.s.pending(1, id) != nil {
+		t.Fatal("the reserved request was not delivered")
+	}
+	if ok, _ := h.s.delivered(1, id, 100, h.now, true); ok {
+		t.Fatal("the reserved request was delivered twice")
+	}
+}
+
 func TestSchedulerHavesBeforeAndAfterStart(t *testing.T) {
 	h := newSchedHarness(t, 8)
 	h.peer(1, 0) // holds leaf 0

@@ -89,6 +89,21 @@ type Session struct {
 	stats   map[peer.ID]*PeerStats
 	waiters map[uint64]chan []byte // Block's requests: the verified data, or nil
 	err     error                  // why the session cannot go on (a failed Put), ends Download
+	// The opening request (see opening): made once, by the first Block
+	// before any remote joined; held here until a stream takes it.
+	opened  bool
+	opening *opening
+}
+
+// opening is a session's first Block request, sent with HELLO on the
+// first stream the peer source opens rather than after the peer's
+// have-map: the block arrives a round trip sooner. Its fields are set
+// when it is made, but for key, which ss.mu guards.
+type opening struct {
+	c     cid.Cid
+	id    uint64      // reserved in the scheduler
+	reply chan []byte // Block's waiter (in waiters while it waits)
+	key   uint64      // the remote it went to, once that joined
 }
 
 // Put pipeline: blocks waiting to be verified and stored, and the
@@ -224,10 +239,37 @@ func (ss *Session) add(r *remote) bool {
 	ss.remotes[r.id], ss.conns[r.key] = r, r
 	ss.sched.addPeer(r.key, r.haveMap, r.count)
 	r.haveMap = nil // the scheduler's now
+	if o := r.opening; o != nil {
+		// Recorded even if Block gave up on it: the reply is expected.
+		o.key = r.key
+		ss.sched.wantAs(r.key, o.id, o.c, -1, time.Now())
+	}
 	ss.mu.Unlock()
 	r.run(ss.life, &ss.wg, ss)
 	ss.signal()
 	return true
+}
+
+// takeOpening is peerSink's: the opening request, while Block waits for it.
+func (ss *Session) takeOpening() *opening {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	o := ss.opening
+	ss.opening = nil
+	if o == nil || ss.waiters[o.id] == nil {
+		return nil
+	}
+	return o
+}
+
+// openingLost is peerSink's: Block asks otherwise.
+func (ss *Session) openingLost(o *opening) {
+	ss.mu.Lock()
+	w := ss.takeWaiterLocked(o.id)
+	ss.mu.Unlock()
+	if w != nil {
+		w <- nil
+	}
 }
 
 // offRelays is peerSink's: streams through a relay to peers that now have
@@ -471,8 +513,20 @@ func (ss *Session) Block(ctx context.Context, c cid.Cid) ([]byte, error) {
 	if data, err := ss.bs.Get(ctx, c); err == nil {
 		return data, nil
 	}
-	ss.peers.start()
 	tried := map[uint64]bool{}
+	if o := ss.open(c); o != nil {
+		ss.peers.start()
+		data, err := ss.awaitOpening(ctx, o)
+		if data != nil || err != nil {
+			return data, err
+		}
+		ss.mu.Lock()
+		if o.key != 0 {
+			tried[o.key] = true // it said DONT_HAVE, or failed
+		}
+		ss.mu.Unlock()
+	}
+	ss.peers.start()
 	for {
 		ss.mu.Lock()
 		var r *remote
@@ -514,6 +568,58 @@ func (ss *Session) Block(ctx context.Context, c cid.Cid) ([]byte, error) {
 			ss.abandon(r, req.id)
 			return nil, ss.ctxErr(ctx)
 		}
+	}
+}
+
+// open makes the opening request for c, if this is the session's first
+// Block and no remote has joined yet.
+func (ss *Session) open(c cid.Cid) *opening {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.opened || ss.joined > 0 {
+		return nil
+	}
+	ss.opened = true
+	o := &opening{c: c, id: ss.sched.reserve(), reply: make(chan []byte, 1)}
+	ss.waiters[o.id] = o.reply
+	ss.opening = o
+	return o
+}
+
+// awaitOpening waits for the opening request's block: nil data and a nil
+// error mean it was not had (DONT_HAVE, a lost stream, or no answer in
+// blockAttempt) and Block asks as usual.
+func (ss *Session) awaitOpening(ctx context.Context, o *opening) ([]byte, error) {
+	select {
+	case data := <-o.reply:
+		if data != nil {
+			return data, nil
+		}
+		ss.mu.Lock()
+		err := ss.err
+		ss.mu.Unlock()
+		return nil, err
+	case <-time.After(blockAttempt):
+		ss.abandonOpening(o)
+		return nil, nil
+	case <-ctx.Done():
+		ss.abandonOpening(o)
+		return nil, ss.ctxErr(ctx)
+	}
+}
+
+// abandonOpening gives up the opening request, cancelling it if it went
+// out.
+func (ss *Session) abandonOpening(o *opening) {
+	ss.mu.Lock()
+	if ss.opening == o {
+		ss.opening = nil
+	}
+	r := ss.conns[o.key]
+	delete(ss.waiters, o.id)
+	ss.mu.Unlock()
+	if r != nil {
+		ss.abandon(r, o.id)
 	}
 }
 
