@@ -53,7 +53,10 @@
 // order (Manifests, duplicates removed): both sides compute the same list
 // from the same DAG. A server that does not know the root answers HAVE_MAP
 // with n = 0 and sends HAVEs as it learns; a client may still WANT any CID
-// (the DAG's internal nodes are fetched this way). Replies match requests by
+// (the DAG's internal nodes are fetched this way), and need not wait for
+// the HAVE_MAP to do so: a session's first WANT goes out in the same write
+// as its HELLO, and the server reads it once it has sent the HAVE_MAP,
+// which always comes first. Replies match requests by
 // ID, in any order; a server answers each WANT exactly once (BLOCK or
 // DONT_HAVE) unless it was cancelled first.
 //
