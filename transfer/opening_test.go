@@ -18,11 +18,11 @@ import (
 )
 
 // greeter is a peer that reads HELLO and then the next message before it
-// sends anything, then answers that WANT with answer (a BLOCK of data,
-// or a DONT_HAVE when data is nil) after an empty have-map. A downloader
-// that waited for the have-map before its first WANT would get nothing
-// from it.
-func greeter(t *testing.T, data []byte) (host.Host, <-chan *Msg) {
+// sends anything, then answers that WANT after an empty have-map: with a
+// BLOCK of data, or a DONT_HAVE when data is nil; unless silent, when it
+// sends nothing at all. A downloader that waited for the have-map before
+// its first WANT would get nothing from it.
+func greeter(t *testing.T, data []byte, silent bool) (host.Host, <-chan *Msg) {
 	h := peertest.NewHost(t)
 	wants := make(chan *Msg, 1)
 	h.SetStreamHandler(ID, func(st network.Stream) {
@@ -36,6 +36,10 @@ func greeter(t *testing.T, data []byte) (host.Host, <-chan *Msg) {
 			return
 		}
 		wants <- want
+		if silent {
+			io.Copy(io.Discard, st)
+			return
+		}
 		reply := &Msg{Type: MsgDontHave, ID: want.ID}
 		if data != nil {
 			reply = &Msg{Type: MsgBlock, ID: want.ID, Data: data}
@@ -65,7 +69,7 @@ func rawBlock(t *testing.T, data []byte) cid.Cid {
 func TestFirstBlockAskedWithHello(t *testing.T) {
 	data := []byte("a file of one leaf, asked for with HELLO")
 	root := rawBlock(t, data)
-	g, wants := greeter(t, data)
+	g, wants := greeter(t, data, false)
 	d := newNode(t)
 	sess := d.svc.NewSession(root, listProviders{peertest.Info(g)})
 	defer sess.Close()
@@ -109,10 +113,27 @@ func (g gatedProviders) FindProviders(ctx context.Context, c cid.Cid) <-chan pee
 // WANT sent with HELLO costs Block nothing but the answer: it asks the
 // peers found later.
 func TestFirstBlockNotHadAskedElsewhere(t *testing.T) {
+	firstBlockAfterGreeter(t, false)
+}
+
+// TestFirstBlockNotHeldUpBySilentPeer: a peer that takes HELLO and the
+// WANT with it and then says nothing (no have-map) does not hold Block
+// up: a peer that joins meanwhile is asked at once, not after the dial's
+// or the request's 10 s.
+func TestFirstBlockNotHeldUpBySilentPeer(t *testing.T) {
+	if took := firstBlockAfterGreeter(t, true); took > 3*time.Second {
+		t.Fatalf("Block took %v behind a silent peer, want well under the 10 s it may wait on one", took)
+	}
+}
+
+// firstBlockAfterGreeter: Block's first request goes to a greeter (see
+// greeter) that does not serve it; a seed found only after the greeter
+// has read that request serves the block. It returns how long Block took.
+func firstBlockAfterGreeter(t *testing.T, silent bool) time.Duration {
 	root, leaves, blocks := content(t, 2, 1000)
 	s := newNode(t)
 	s.seedWith(root, leaves, blocks, all)
-	g, wants := greeter(t, nil)
+	g, wants := greeter(t, nil, silent)
 	d := newNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -131,13 +152,16 @@ func TestFirstBlockNotHadAskedElsewhere(t *testing.T) {
 		case <-ctx.Done():
 		}
 	}()
+	start := time.Now()
 	got, err := sess.Block(ctx, leaves[1])
+	took := time.Since(start)
 	if err != nil || !bytes.Equal(got, blocks[leaves[1]]) {
-		t.Fatalf("Block = %d bytes, %v; want leaf 1 from the seed after the greeter's DONT_HAVE", len(got), err)
+		t.Fatalf("Block = %d bytes, %v; want leaf 1 from the seed after the greeter (silent: %v)", len(got), err, silent)
 	}
 	select {
 	case <-opened:
 	default:
 		t.Fatal("the greeter never read a WANT with its HELLO: nothing tested")
 	}
+	return took
 }

@@ -97,7 +97,14 @@ func dialRemote(ctx context.Context, h host.Host, root cid.Cid, ai peer.AddrInfo
 		return nil, fmt.Errorf("greeting %s: %w", ai.ID, err)
 	}
 	br := bufio.NewReaderSize(st, 64<<10)
+	// A session that closes does not wait out the deadline of a peer
+	// that took HELLO and says nothing.
+	unblock := context.AfterFunc(ctx, func() { st.Reset() })
 	hm, err := readMsg(ctx, br, br, st.Scope())
+	if !unblock() && err == nil {
+		hm.Release()
+		return nil, fmt.Errorf("reading %s's have-map: %w", ai.ID, ctx.Err())
+	}
 	if err != nil || hm.Type != MsgHaveMap {
 		if err == nil || errors.Is(err, ErrProtocol) {
 			violation(st)

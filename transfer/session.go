@@ -587,24 +587,43 @@ func (ss *Session) open(c cid.Cid) *opening {
 }
 
 // awaitOpening waits for the opening request's block: nil data and a nil
-// error mean it was not had (DONT_HAVE, a lost stream, or no answer in
-// blockAttempt) and Block asks as usual.
+// error mean it was not had (DONT_HAVE, a lost stream, no answer in
+// blockAttempt, or another remote joined while the stream that carries
+// it has not: a peer that takes HELLO and stays silent holds nobody up)
+// and Block asks as usual.
 func (ss *Session) awaitOpening(ctx context.Context, o *opening) ([]byte, error) {
-	select {
-	case data := <-o.reply:
-		if data != nil {
-			return data, nil
+	timeout := time.After(blockAttempt)
+	changed := ss.changed
+	for {
+		select {
+		case data := <-o.reply:
+			if data != nil {
+				return data, nil
+			}
+			ss.mu.Lock()
+			err := ss.err
+			ss.mu.Unlock()
+			return nil, err
+		case <-changed:
+			ss.mu.Lock()
+			carried, overtaken := o.key != 0, o.key == 0 && ss.joined > 0
+			ss.mu.Unlock()
+			switch {
+			case overtaken:
+				ss.abandonOpening(o)
+				ss.signal() // passed on, for other Block calls and Download
+				return nil, nil
+			case carried:
+				changed = nil // its stream joined: only its answer counts now
+				ss.signal()
+			}
+		case <-timeout:
+			ss.abandonOpening(o)
+			return nil, nil
+		case <-ctx.Done():
+			ss.abandonOpening(o)
+			return nil, ss.ctxErr(ctx)
 		}
-		ss.mu.Lock()
-		err := ss.err
-		ss.mu.Unlock()
-		return nil, err
-	case <-time.After(blockAttempt):
-		ss.abandonOpening(o)
-		return nil, nil
-	case <-ctx.Done():
-		ss.abandonOpening(o)
-		return nil, ss.ctxErr(ctx)
 	}
 }
 
