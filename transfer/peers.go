@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -46,6 +47,9 @@ type peerSource struct {
 	life context.Context
 	wg   *sync.WaitGroup
 	once sync.Once
+	// begun is set once start has run: its dials have asked for the
+	// opening request (see Session.open).
+	begun atomic.Bool
 
 	mu      sync.Mutex
 	known   map[peer.ID]peer.AddrInfo // every peer ever offered, to retry
@@ -64,6 +68,7 @@ func newPeerSource(life context.Context, wg *sync.WaitGroup, h host.Host, root c
 // start begins finding peers, once.
 func (ps *peerSource) start() {
 	ps.once.Do(func() {
+		ps.begun.Store(true)
 		// Ask the peers we are connected to as well, as bitswap does: in a
 		// small network or a crowd they often hold the root, and asking
 		// them needs no lookup.

@@ -239,12 +239,19 @@ func (ss *Session) add(r *remote) bool {
 	ss.remotes[r.id], ss.conns[r.key] = r, r
 	ss.sched.addPeer(r.key, r.haveMap, r.count)
 	r.haveMap = nil // the scheduler's now
+	var cancel *Msg
 	if o := r.opening; o != nil {
-		// Recorded even if Block gave up on it: the reply is expected.
 		o.key = r.key
 		ss.sched.wantAs(r.key, o.id, o.c, -1, time.Now())
+		if ss.waiters[o.id] == nil { // Block gave up on it meanwhile
+			ss.sched.cancel(r.key, o.id)
+			cancel = &Msg{Type: MsgCancel, ID: o.id}
+		}
 	}
 	ss.mu.Unlock()
+	if cancel != nil {
+		r.send(ss.life, cancel) // queued: the writer starts below
+	}
 	r.run(ss.life, &ss.wg, ss)
 	ss.signal()
 	return true
@@ -572,11 +579,12 @@ func (ss *Session) Block(ctx context.Context, c cid.Cid) ([]byte, error) {
 }
 
 // open makes the opening request for c, if this is the session's first
-// Block and no remote has joined yet.
+// Block and its peer source has not started dialling (a dial takes the
+// opening as it starts).
 func (ss *Session) open(c cid.Cid) *opening {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.opened || ss.joined > 0 {
+	if ss.opened || ss.joined > 0 || ss.peers.begun.Load() {
 		return nil
 	}
 	ss.opened = true
