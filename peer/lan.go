@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -21,6 +22,27 @@ const lanDialTimeout = 10 * time.Second
 // lanRetries are the waits before each attempt to connect to a peer found
 // by mDNS: three attempts over about 6 s.
 var lanRetries = []time.Duration{0, time.Second, 5 * time.Second}
+
+// lanYield is how long the node with the greater peer ID of two that
+// found each other waits before it dials: two nodes that dial each other
+// at the same instant from the ports they listen on (TCP with port reuse)
+// meet in one simultaneous-open connection, on which both speak first in
+// TLS and the handshake fails, on every retry if their timers stay in
+// step. The other node's dial usually lands within the wait; retries are
+// jittered as well.
+const lanYield = 300 * time.Millisecond
+
+// lanWait is the wait before attempt i to connect to a LAN peer.
+func lanWait(i int, self, other libp2ppeer.ID) time.Duration {
+	wait := lanRetries[i]
+	if i == 0 && self > other {
+		wait = lanYield
+	}
+	if wait > 0 {
+		wait += rand.N(wait / 2)
+	}
+	return wait
+}
 
 // startMDNS advertises the node on the local network and connects to the
 // p2pshare peers found there. Once connected, a peer that speaks our DHT
@@ -64,12 +86,15 @@ func (l lanNotifee) HandlePeerFound(ai libp2ppeer.AddrInfo) {
 	// it has handed out), so a dial that fails now, to a peer still
 	// starting or on a busy machine, is tried again here.
 	var err error
-	for i, wait := range lanRetries {
-		if i > 0 {
+	for i := range lanRetries {
+		if wait := lanWait(i, n.Host.ID(), ai.ID); wait > 0 {
 			select {
 			case <-n.life.Done():
 				return
 			case <-time.After(wait):
+			}
+			if n.Host.Network().Connectedness(ai.ID) == network.Connected {
+				return // it dialled us meanwhile
 			}
 			if sw, ok := n.Host.Network().(*swarm.Swarm); ok {
 				sw.Backoff().Clear(ai.ID) // a fresh attempt, not the backoff's answer
