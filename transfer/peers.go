@@ -208,12 +208,15 @@ func (ps *peerSource) offer(ai peer.AddrInfo) {
 		if o != nil && !joined {
 			ps.sink.openingLost(o)
 		}
+		// The sink's lock is never taken under ps.mu: the session holds
+		// its own while it bans (ps.mu).
+		unreached := errors.Is(err, errUnreachable) && !ps.sink.has(ai.ID)
 		ps.mu.Lock()
 		delete(ps.dialing, ai.ID)
 		switch {
 		case err == nil:
 			delete(ps.unreached, ai.ID)
-		case errors.Is(err, errUnreachable) && !ps.sink.has(ai.ID):
+		case unreached:
 			ps.unreached[ai.ID] = err
 		}
 		ps.mu.Unlock()
