@@ -602,6 +602,10 @@ func (ss *Session) open(c cid.Cid) *opening {
 func (ss *Session) awaitOpening(ctx context.Context, o *opening) ([]byte, error) {
 	timeout := time.After(blockAttempt)
 	changed := ss.changed
+	// Also looked at every so often: another Block call (the gateway
+	// makes several at once) may take the signal of a join.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
 		case data := <-o.reply:
@@ -612,10 +616,13 @@ func (ss *Session) awaitOpening(ctx context.Context, o *opening) ([]byte, error)
 			err := ss.err
 			ss.mu.Unlock()
 			return nil, err
+		case <-tick.C:
+			if _, overtaken := ss.openingState(o); overtaken {
+				ss.abandonOpening(o)
+				return nil, nil
+			}
 		case <-changed:
-			ss.mu.Lock()
-			carried, overtaken := o.key != 0, o.key == 0 && ss.joined > 0
-			ss.mu.Unlock()
+			carried, overtaken := ss.openingState(o)
 			switch {
 			case overtaken:
 				ss.abandonOpening(o)
@@ -633,6 +640,14 @@ func (ss *Session) awaitOpening(ctx context.Context, o *opening) ([]byte, error)
 			return nil, ss.ctxErr(ctx)
 		}
 	}
+}
+
+// openingState reports whether the opening request's stream has joined
+// (carried), or another remote has joined while it has not (overtaken).
+func (ss *Session) openingState(o *opening) (carried, overtaken bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return o.key != 0, o.key == 0 && ss.joined > 0
 }
 
 // abandonOpening gives up the opening request, cancelling it if it went
