@@ -521,8 +521,9 @@ func (ss *Session) Block(ctx context.Context, c cid.Cid) ([]byte, error) {
 		return data, nil
 	}
 	tried := map[uint64]bool{}
-	if o := ss.open(c); o != nil {
-		ss.peers.start()
+	o := ss.open(c) // before the peer source starts: its first dial takes it
+	ss.peers.start()
+	if o != nil {
 		data, err := ss.awaitOpening(ctx, o)
 		if data != nil || err != nil {
 			return data, err
@@ -533,7 +534,6 @@ func (ss *Session) Block(ctx context.Context, c cid.Cid) ([]byte, error) {
 		}
 		ss.mu.Unlock()
 	}
-	ss.peers.start()
 	for {
 		ss.mu.Lock()
 		var r *remote
